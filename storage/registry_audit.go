@@ -75,6 +75,13 @@ func (v *AuditVerifier) Add(e AuditEntry) bool {
 	return false
 }
 
+// Last returns the Seq and Chain of the last entry verified so far (0, nil
+// before any). Stores use it when entries may be appended during verification.
+func (v *AuditVerifier) Last() (int64, []byte) { return v.lastSeq, v.prev }
+
+// Broken reports whether a bad entry was found.
+func (v *AuditVerifier) Broken() bool { return v.bad != nil }
+
 // Finish compares the last verified entry with the separately stored head
 // (the last Seq and Chain the store recorded), which detects a deleted tail.
 // Pass headSeq 0 and a nil headChain for an empty log.
