@@ -19,7 +19,9 @@ type command struct {
 }
 
 // commands is the table of command groups. Add a line here when adding a file.
-var commands = map[string]command{}
+var commands = map[string]command{
+	"migrate": {summary: "apply the registry's database migrations", run: runMigrate},
+}
 
 func main() {
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))

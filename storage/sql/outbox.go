@@ -1,0 +1,220 @@
+package sql
+
+import (
+	"context"
+	dbsql "database/sql"
+	"encoding/json"
+	"fmt"
+
+	"github.com/essc-project/essc/storage"
+)
+
+// inTx runs fn in r's transaction, or in a new one when r is the pool, so
+// multi-statement primitives (outbox, audit) are never split across commits.
+func (r *q) inTx(ctx context.Context, fn func(*q) error) error {
+	if _, ok := r.db.(*dbsql.DB); !ok {
+		return fn(r)
+	}
+	return r.s.Tx(ctx, func(tx storage.RegistryTx) error { return fn(tx.(*q)) })
+}
+
+// AppendEvent implements storage.RegistryTx. The counter row is locked until
+// commit, so Seqs become visible in increasing order.
+func (r *q) AppendEvent(ctx context.Context, e storage.Event) (storage.Event, error) {
+	if e.Type == "" {
+		return e, fmt.Errorf("sql: event without type: %w", storage.ErrInvalidRecord)
+	}
+	if len(e.Payload) == 0 {
+		e.Payload = json.RawMessage(`{}`)
+	}
+	if !json.Valid(e.Payload) {
+		return e, fmt.Errorf("sql: event payload is not JSON: %w", storage.ErrInvalidRecord)
+	}
+	err := r.inTx(ctx, func(t *q) error {
+		if err := t.queryRow(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'outbox' RETURNING value`).Scan(&e.Seq); err != nil {
+			return t.s.mapErr(err)
+		}
+		e.At = fromMicros(t.nowMicros())
+		_, err := t.exec(ctx, `INSERT INTO outbox (seq, type, aggregate, payload, at) VALUES (?, ?, ?, ?, ?)`,
+			e.Seq, e.Type, e.Aggregate, string(e.Payload), micros(e.At))
+		return err
+	})
+	if err != nil {
+		return storage.Event{}, fmt.Errorf("sql: append event: %w", err)
+	}
+	return e, nil
+}
+
+// Events implements storage.OutboxReader.
+func (r *q) Events(ctx context.Context, afterSeq int64, limit int) ([]storage.Event, error) {
+	if limit <= 0 || limit > 10000 {
+		limit = 10000
+	}
+	rows, err := r.db.QueryContext(ctx, r.s.rebind(`SELECT seq, type, aggregate, payload, at FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?`), afterSeq, limit)
+	if err != nil {
+		return nil, r.s.mapErr(err)
+	}
+	defer rows.Close()
+	out := []storage.Event{}
+	for rows.Next() {
+		var e storage.Event
+		var payload string
+		var at int64
+		if err := rows.Scan(&e.Seq, &e.Type, &e.Aggregate, &payload, &at); err != nil {
+			return nil, r.s.mapErr(err)
+		}
+		e.Payload, e.At = json.RawMessage(payload), fromMicros(at)
+		out = append(out, e)
+	}
+	return out, r.s.mapErr(rows.Err())
+}
+
+// Cursor implements storage.OutboxReader.
+func (r *q) Cursor(ctx context.Context, consumer string) (int64, error) {
+	var seq int64
+	err := r.queryRow(ctx, `SELECT seq FROM outbox_cursors WHERE consumer = ?`, consumer).Scan(&seq)
+	if err == dbsql.ErrNoRows {
+		return 0, nil
+	}
+	return seq, r.s.mapErr(err)
+}
+
+// AdvanceCursor implements storage.OutboxReader and storage.RegistryTx.
+func (r *q) AdvanceCursor(ctx context.Context, consumer string, seq int64) error {
+	if consumer == "" {
+		return fmt.Errorf("sql: cursor without consumer name: %w", storage.ErrInvalidRecord)
+	}
+	_, err := r.exec(ctx, `INSERT INTO outbox_cursors (consumer, seq) VALUES (?, ?)
+		ON CONFLICT (consumer) DO UPDATE SET seq = CASE WHEN excluded.seq > outbox_cursors.seq THEN excluded.seq ELSE outbox_cursors.seq END`,
+		consumer, seq)
+	return err
+}
+
+// AppendAudit implements storage.RegistryTx (and, on the Store, runs in its
+// own transaction). The head row is locked by the first UPDATE until commit,
+// so concurrent appends queue instead of forking the chain.
+func (r *q) AppendAudit(ctx context.Context, e storage.AuditEntry) (storage.AuditEntry, error) {
+	if e.Action == "" {
+		return e, fmt.Errorf("sql: audit entry without action: %w", storage.ErrInvalidRecord)
+	}
+	if len(e.Details) > 0 && !json.Valid(e.Details) {
+		return e, fmt.Errorf("sql: audit details are not JSON: %w", storage.ErrInvalidRecord)
+	}
+	if e.Details == nil {
+		e.Details = json.RawMessage{}
+	}
+	if e.At.IsZero() {
+		e.At = r.s.now()
+	}
+	e.At = fromMicros(micros(e.At))
+	err := r.inTx(ctx, func(t *q) error {
+		if err := t.queryRow(ctx, `UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, chain`).Scan(&e.Seq, &e.Prev); err != nil {
+			return t.s.mapErr(err)
+		}
+		e.Chain = storage.AuditChain(t.s.secrets.AuditKey, e.Prev, e)
+		if _, err := t.exec(ctx, `INSERT INTO audit_log (seq, at, actor, act, action, target, details, prev, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			e.Seq, micros(e.At), e.Actor, e.Act, e.Action, e.Target, []byte(e.Details), e.Prev, e.Chain); err != nil {
+			return err
+		}
+		_, err := t.exec(ctx, `UPDATE audit_head SET chain = ? WHERE id = 1`, e.Chain)
+		return err
+	})
+	if err != nil {
+		return storage.AuditEntry{}, fmt.Errorf("sql: append audit: %w", err)
+	}
+	return e, nil
+}
+
+const auditCols = `seq, at, actor, act, action, target, details, prev, chain`
+
+func scanAudit(row interface{ Scan(...any) error }) (storage.AuditEntry, error) {
+	var e storage.AuditEntry
+	var at int64
+	var details []byte
+	if err := row.Scan(&e.Seq, &at, &e.Actor, &e.Act, &e.Action, &e.Target, &details, &e.Prev, &e.Chain); err != nil {
+		return e, err
+	}
+	e.At, e.Details = fromMicros(at), json.RawMessage(details)
+	return e, nil
+}
+
+// AuditEntries implements storage.Registry.
+func (s *Store) AuditEntries(ctx context.Context, afterSeq int64, limit int) ([]storage.AuditEntry, error) {
+	if limit <= 0 || limit > 10000 {
+		limit = 10000
+	}
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+auditCols+` FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?`), afterSeq, limit)
+	if err != nil {
+		return nil, s.mapErr(err)
+	}
+	defer rows.Close()
+	out := []storage.AuditEntry{}
+	for rows.Next() {
+		e, err := scanAudit(rows)
+		if err != nil {
+			return nil, s.mapErr(err)
+		}
+		out = append(out, e)
+	}
+	return out, s.mapErr(rows.Err())
+}
+
+func (s *Store) auditHead(ctx context.Context) (int64, []byte, error) {
+	var seq int64
+	var chain []byte
+	err := s.db.QueryRowContext(ctx, `SELECT seq, chain FROM audit_head WHERE id = 1`).Scan(&seq, &chain)
+	return seq, chain, s.mapErr(err)
+}
+
+// VerifyAudit implements storage.Registry. It streams the log in Seq order
+// (so its memory use does not grow with the log) and tolerates entries
+// appended while it runs: every entry present when it started must verify, and
+// the log must end at a head value recorded before or after the scan.
+func (s *Store) VerifyAudit(ctx context.Context) (storage.AuditReport, error) {
+	h1Seq, h1Chain, err := s.auditHead(ctx)
+	if err != nil {
+		return storage.AuditReport{}, err
+	}
+	v := storage.NewAuditVerifier(s.secrets.AuditKey)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+auditCols+` FROM audit_log ORDER BY seq`)
+	if err != nil {
+		return storage.AuditReport{}, s.mapErr(err)
+	}
+	for rows.Next() {
+		e, err := scanAudit(rows)
+		if err != nil {
+			rows.Close()
+			return storage.AuditReport{}, s.mapErr(err)
+		}
+		if !v.Add(e) {
+			break
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return storage.AuditReport{}, s.mapErr(err)
+	}
+	if v.Broken() {
+		return v.Finish(0, nil), nil
+	}
+	h2Seq, h2Chain, err := s.auditHead(ctx)
+	if err != nil {
+		return storage.AuditReport{}, err
+	}
+	last, _ := v.Last()
+	switch {
+	case last == h1Seq:
+		return v.Finish(h1Seq, h1Chain), nil
+	case last > h1Seq && last < h2Seq:
+		// Appends landed during the scan; everything present at the start verified.
+		l, c := v.Last()
+		return v.Finish(l, c), nil
+	default:
+		return v.Finish(h2Seq, h2Chain), nil
+	}
+}
+
+// AppendAudit implements storage.Registry in its own transaction.
+func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEntry) (storage.AuditEntry, error) {
+	return s.q.AppendAudit(ctx, e)
+}

@@ -1,0 +1,477 @@
+package sql
+
+import (
+	"context"
+	"crypto/rand"
+	dbsql "database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/essc-project/essc/storage"
+)
+
+// querier is what *sql.DB and *sql.Tx share.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (dbsql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*dbsql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *dbsql.Row
+}
+
+// q implements the registry primitives over either the pool (Store, outside a
+// transaction) or one transaction (Tx).
+type q struct {
+	s  *Store
+	db querier
+}
+
+var (
+	_ storage.RegistryTx     = (*q)(nil)
+	_ storage.RegistryReader = (*q)(nil)
+)
+
+func newID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UTC().UnixMicro()
+}
+
+func fromMicros(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func jsonList(v []string) string {
+	if v == nil {
+		v = []string{}
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func parseList(s string) ([]string, error) {
+	var v []string
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("sql: stored list malformed: %w", storage.ErrInvalidRecord)
+	}
+	return v, nil
+}
+
+func (r *q) nowMicros() int64 { return r.s.now().UTC().UnixMicro() }
+
+func (r *q) exec(ctx context.Context, query string, args ...any) (dbsql.Result, error) {
+	res, err := r.db.ExecContext(ctx, r.s.rebind(query), args...)
+	return res, r.s.mapErr(err)
+}
+
+// execOne runs an UPDATE that must touch exactly one row; ErrNotFound otherwise.
+func (r *q) execOne(ctx context.Context, query string, args ...any) error {
+	res, err := r.exec(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return r.s.mapErr(err)
+	}
+	if n == 0 {
+		return storage.ErrNotFound
+	}
+	return nil
+}
+
+func (r *q) queryRow(ctx context.Context, query string, args ...any) *dbsql.Row {
+	return r.db.QueryRowContext(ctx, r.s.rebind(query), args...)
+}
+
+// ---- holders ----
+
+const holderCols = `id, name, ssn_enc, ssn_masked, created_at`
+
+func (r *q) scanHolder(row interface{ Scan(...any) error }) (storage.Holder, error) {
+	var h storage.Holder
+	var enc []byte
+	var created int64
+	if err := row.Scan(&h.ID, &h.Name, &enc, &h.SSNMasked, &created); err != nil {
+		return h, r.s.mapErr(err)
+	}
+	ssn, err := r.s.decryptSSN(h.ID, enc)
+	if err != nil {
+		return storage.Holder{}, err
+	}
+	h.SSN, h.CreatedAt = ssn, fromMicros(created)
+	return h, nil
+}
+
+// CreateHolder implements storage.RegistryTx.
+func (r *q) CreateHolder(ctx context.Context, h storage.Holder) (storage.Holder, error) {
+	if h.SSN == "" {
+		return h, fmt.Errorf("sql: holder without SSN: %w", storage.ErrInvalidRecord)
+	}
+	if h.ID == "" {
+		h.ID = newID()
+	}
+	h.SSN = normalizeSSN(h.SSN)
+	if h.SSNMasked == "" {
+		h.SSNMasked = maskSSN(h.SSN)
+	}
+	if h.CreatedAt.IsZero() {
+		h.CreatedAt = r.s.now().UTC()
+	}
+	h.CreatedAt = fromMicros(micros(h.CreatedAt))
+	enc, err := r.s.encryptSSN(h.ID, h.SSN)
+	if err != nil {
+		return h, err
+	}
+	_, err = r.exec(ctx, `INSERT INTO holders (id, name, ssn_index, ssn_enc, ssn_masked, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		h.ID, h.Name, r.s.blindIndex(h.SSN), enc, h.SSNMasked, micros(h.CreatedAt))
+	if err != nil {
+		return h, fmt.Errorf("sql: create holder: %w", err)
+	}
+	return h, nil
+}
+
+// UpdateHolderName implements storage.RegistryTx.
+func (r *q) UpdateHolderName(ctx context.Context, id, name string) error {
+	return r.execOne(ctx, `UPDATE holders SET name = ? WHERE id = ?`, name, id)
+}
+
+// Holder implements storage.RegistryReader.
+func (r *q) Holder(ctx context.Context, id string) (storage.Holder, error) {
+	return r.scanHolder(r.queryRow(ctx, `SELECT `+holderCols+` FROM holders WHERE id = ?`, id))
+}
+
+// HolderBySSN implements storage.RegistryReader.
+func (r *q) HolderBySSN(ctx context.Context, ssn string) (storage.Holder, error) {
+	return r.scanHolder(r.queryRow(ctx, `SELECT `+holderCols+` FROM holders WHERE ssn_index = ?`, r.s.blindIndex(ssn)))
+}
+
+// ---- cards ----
+
+const cardCols = `id, holder_id, number, region, issued_on, status, cancel_reason, pin_verifier, pin_must_change,
+	pin_failures, pin_locked, pin_changed_at, version, created_at, updated_at`
+
+func scanCard(row interface{ Scan(...any) error }) (storage.Card, error) {
+	var c storage.Card
+	var issued, changed, created, updated int64
+	var must, locked int
+	if err := row.Scan(&c.ID, &c.HolderID, &c.Number, &c.Region, &issued, &c.Status, &c.CancelReason,
+		&c.PIN.Verifier, &must, &c.PIN.Failures, &locked, &changed, &c.Version, &created, &updated); err != nil {
+		return c, err
+	}
+	c.IssuedOn, c.PIN.ChangedAt, c.CreatedAt, c.UpdatedAt = fromMicros(issued), fromMicros(changed), fromMicros(created), fromMicros(updated)
+	c.PIN.MustChange, c.PIN.Locked = must != 0, locked != 0
+	return c, nil
+}
+
+func (r *q) oneCard(ctx context.Context, where string, arg any) (storage.Card, error) {
+	c, err := scanCard(r.queryRow(ctx, `SELECT `+cardCols+` FROM cards WHERE `+where, arg))
+	return c, r.s.mapErr(err)
+}
+
+// CreateCard implements storage.RegistryTx.
+func (r *q) CreateCard(ctx context.Context, c storage.Card) (storage.Card, error) {
+	if c.Number == "" || c.HolderID == "" {
+		return c, fmt.Errorf("sql: card without number or holder: %w", storage.ErrInvalidRecord)
+	}
+	if c.ID == "" {
+		c.ID = newID()
+	}
+	if c.Status == "" {
+		c.Status = storage.CardActive
+	}
+	now := r.s.now().UTC()
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = now
+	}
+	c.UpdatedAt = c.CreatedAt
+	c.Version = 1
+	c.PIN.Failures, c.PIN.Locked = 0, false
+	_, err := r.exec(ctx, `INSERT INTO cards (id, holder_id, number, region, issued_on, status, cancel_reason, pin_verifier,
+		pin_must_change, pin_failures, pin_locked, pin_changed_at, version, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, 1, ?, ?)`,
+		c.ID, c.HolderID, c.Number, c.Region, micros(c.IssuedOn), string(c.Status), string(c.CancelReason), c.PIN.Verifier,
+		b2i(c.PIN.MustChange), micros(c.PIN.ChangedAt), micros(c.CreatedAt), micros(c.UpdatedAt))
+	if err != nil {
+		return c, fmt.Errorf("sql: create card: %w", err)
+	}
+	return r.Card(ctx, c.ID)
+}
+
+// UpdateCard implements storage.RegistryTx.
+func (r *q) UpdateCard(ctx context.Context, c storage.Card) (storage.Card, error) {
+	res, err := r.exec(ctx, `UPDATE cards SET status = ?, cancel_reason = ?, region = ?, issued_on = ?, version = version + 1,
+		updated_at = ? WHERE id = ? AND version = ?`,
+		string(c.Status), string(c.CancelReason), c.Region, micros(c.IssuedOn), r.nowMicros(), c.ID, c.Version)
+	if err != nil {
+		return c, fmt.Errorf("sql: update card: %w", err)
+	}
+	if err := r.versionOutcome(ctx, res, "cards", c.ID); err != nil {
+		return c, err
+	}
+	return r.Card(ctx, c.ID)
+}
+
+// versionOutcome turns "0 rows updated" into ErrConflict or ErrNotFound.
+func (r *q) versionOutcome(ctx context.Context, res dbsql.Result, table, id string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return r.s.mapErr(err)
+	}
+	if n == 1 {
+		return nil
+	}
+	var one int
+	err = r.queryRow(ctx, `SELECT 1 FROM `+table+` WHERE id = ?`, id).Scan(&one)
+	if err != nil {
+		return r.s.mapErr(err)
+	}
+	return fmt.Errorf("sql: %s %s: %w", table, id, storage.ErrConflict)
+}
+
+// SetPIN implements storage.RegistryTx.
+func (r *q) SetPIN(ctx context.Context, cardID string, verifier []byte, mustChange bool) error {
+	return r.execOne(ctx, `UPDATE cards SET pin_verifier = ?, pin_must_change = ?, pin_failures = 0, pin_locked = 0,
+		pin_changed_at = ? WHERE id = ?`, verifier, b2i(mustChange), r.nowMicros(), cardID)
+}
+
+// Card implements storage.RegistryReader.
+func (r *q) Card(ctx context.Context, id string) (storage.Card, error) {
+	return r.oneCard(ctx, `id = ?`, id)
+}
+
+// CardByNumber implements storage.RegistryReader.
+func (r *q) CardByNumber(ctx context.Context, number string) (storage.Card, error) {
+	return r.oneCard(ctx, `number = ?`, number)
+}
+
+// CardsOfHolder implements storage.RegistryReader.
+func (r *q) CardsOfHolder(ctx context.Context, holderID string) ([]storage.Card, error) {
+	rows, err := r.db.QueryContext(ctx, r.s.rebind(`SELECT `+cardCols+` FROM cards WHERE holder_id = ? ORDER BY created_at, id`), holderID)
+	if err != nil {
+		return nil, r.s.mapErr(err)
+	}
+	defer rows.Close()
+	out := []storage.Card{}
+	for rows.Next() {
+		c, err := scanCard(rows)
+		if err != nil {
+			return nil, r.s.mapErr(err)
+		}
+		out = append(out, c)
+	}
+	return out, r.s.mapErr(rows.Err())
+}
+
+// ---- PIN counter ----
+
+// ChargePINAttempt implements storage.PINCounter in one conditional UPDATE.
+func (r *q) ChargePINAttempt(ctx context.Context, cardID string, lockAfter int) (storage.PINCounterState, error) {
+	var st storage.PINCounterState
+	var locked int
+	err := r.queryRow(ctx, `UPDATE cards SET pin_failures = pin_failures + 1,
+		pin_locked = CASE WHEN pin_failures + 1 >= ? THEN 1 ELSE 0 END
+		WHERE id = ? AND pin_locked = 0 RETURNING pin_failures, pin_locked`, lockAfter, cardID).Scan(&st.Failures, &locked)
+	if err == dbsql.ErrNoRows {
+		if _, err := r.Card(ctx, cardID); err != nil {
+			return st, err
+		}
+		return storage.PINCounterState{Locked: true}, fmt.Errorf("sql: charge pin attempt: %w", storage.ErrPINLocked)
+	}
+	if err != nil {
+		return st, r.s.mapErr(err)
+	}
+	st.Locked = locked != 0
+	return st, nil
+}
+
+// RecordPINFailure implements storage.PINCounter in one UPDATE … RETURNING.
+func (r *q) RecordPINFailure(ctx context.Context, cardID string, lockAfter int) (int, bool, error) {
+	var failures, locked int
+	err := r.queryRow(ctx, `UPDATE cards SET pin_failures = pin_failures + 1,
+		pin_locked = CASE WHEN pin_locked = 1 OR pin_failures + 1 >= ? THEN 1 ELSE 0 END
+		WHERE id = ? RETURNING pin_failures, pin_locked`, lockAfter, cardID).Scan(&failures, &locked)
+	if err != nil {
+		return 0, false, r.s.mapErr(err)
+	}
+	return failures, locked != 0, nil
+}
+
+// ResetPINFailures implements storage.PINCounter.
+func (r *q) ResetPINFailures(ctx context.Context, cardID string) error {
+	return r.execOne(ctx, `UPDATE cards SET pin_failures = 0, pin_locked = 0 WHERE id = ?`, cardID)
+}
+
+// ---- e-cards ----
+
+const ecardCols = `id, card_id, holder_id, level, status, version, revoked_at, created_at, updated_at`
+
+func scanECard(row interface{ Scan(...any) error }) (storage.ECard, error) {
+	var e storage.ECard
+	var revoked, created, updated int64
+	if err := row.Scan(&e.ID, &e.CardID, &e.HolderID, &e.Level, &e.Status, &e.Version, &revoked, &created, &updated); err != nil {
+		return e, err
+	}
+	e.RevokedAt, e.CreatedAt, e.UpdatedAt = fromMicros(revoked), fromMicros(created), fromMicros(updated)
+	return e, nil
+}
+
+// CreateECard implements storage.RegistryTx.
+func (r *q) CreateECard(ctx context.Context, e storage.ECard) (storage.ECard, error) {
+	if e.CardID == "" || e.HolderID == "" {
+		return e, fmt.Errorf("sql: e-card without card or holder: %w", storage.ErrInvalidRecord)
+	}
+	if e.ID == "" {
+		e.ID = newID()
+	}
+	if e.Status == "" {
+		e.Status = storage.ECardActive
+	}
+	if e.Level == 0 {
+		e.Level = 1
+	}
+	now := r.nowMicros()
+	_, err := r.exec(ctx, `INSERT INTO ecards (id, card_id, holder_id, level, status, version, revoked_at, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)`, e.ID, e.CardID, e.HolderID, e.Level, string(e.Status), micros(e.RevokedAt), now, now)
+	if err != nil {
+		return e, fmt.Errorf("sql: create e-card: %w", err)
+	}
+	return r.ECard(ctx, e.ID)
+}
+
+// UpdateECard implements storage.RegistryTx.
+func (r *q) UpdateECard(ctx context.Context, e storage.ECard) (storage.ECard, error) {
+	now := r.nowMicros()
+	revoked := micros(e.RevokedAt)
+	if e.Status == storage.ECardRevoked && revoked == 0 {
+		revoked = now
+	}
+	res, err := r.exec(ctx, `UPDATE ecards SET status = ?, level = ?, revoked_at = ?, version = version + 1, updated_at = ?
+		WHERE id = ? AND version = ?`, string(e.Status), e.Level, revoked, now, e.ID, e.Version)
+	if err != nil {
+		return e, fmt.Errorf("sql: update e-card: %w", err)
+	}
+	if err := r.versionOutcome(ctx, res, "ecards", e.ID); err != nil {
+		return e, err
+	}
+	return r.ECard(ctx, e.ID)
+}
+
+// ECard implements storage.RegistryReader.
+func (r *q) ECard(ctx context.Context, id string) (storage.ECard, error) {
+	e, err := scanECard(r.queryRow(ctx, `SELECT `+ecardCols+` FROM ecards WHERE id = ?`, id))
+	return e, r.s.mapErr(err)
+}
+
+// LiveECardOfCard implements storage.RegistryReader.
+func (r *q) LiveECardOfCard(ctx context.Context, cardID string) (storage.ECard, error) {
+	e, err := scanECard(r.queryRow(ctx, `SELECT `+ecardCols+` FROM ecards WHERE card_id = ? AND status <> 'revoked'`, cardID))
+	return e, r.s.mapErr(err)
+}
+
+// ECardsOfHolder implements storage.RegistryReader.
+func (r *q) ECardsOfHolder(ctx context.Context, holderID string) ([]storage.ECard, error) {
+	rows, err := r.db.QueryContext(ctx, r.s.rebind(`SELECT `+ecardCols+` FROM ecards WHERE holder_id = ? ORDER BY created_at, id`), holderID)
+	if err != nil {
+		return nil, r.s.mapErr(err)
+	}
+	defer rows.Close()
+	out := []storage.ECard{}
+	for rows.Next() {
+		e, err := scanECard(rows)
+		if err != nil {
+			return nil, r.s.mapErr(err)
+		}
+		out = append(out, e)
+	}
+	return out, r.s.mapErr(rows.Err())
+}
+
+// ---- devices ----
+
+const deviceCols = `id, ecard_id, thumbprint, public_key_jwk, channel, created_at, revoked_at`
+
+func scanDevice(row interface{ Scan(...any) error }) (storage.Device, error) {
+	var d storage.Device
+	var created, revoked int64
+	if err := row.Scan(&d.ID, &d.ECardID, &d.Thumbprint, &d.PublicKeyJWK, &d.Channel, &created, &revoked); err != nil {
+		return d, err
+	}
+	d.CreatedAt, d.RevokedAt = fromMicros(created), fromMicros(revoked)
+	return d, nil
+}
+
+// AddDevice implements storage.RegistryTx.
+func (r *q) AddDevice(ctx context.Context, d storage.Device) (storage.Device, error) {
+	if d.ECardID == "" || d.Thumbprint == "" || len(d.PublicKeyJWK) == 0 {
+		return d, fmt.Errorf("sql: device without e-card, thumbprint or key: %w", storage.ErrInvalidRecord)
+	}
+	if d.ID == "" {
+		d.ID = newID()
+	}
+	d.CreatedAt, d.RevokedAt = fromMicros(r.nowMicros()), time.Time{}
+	_, err := r.exec(ctx, `INSERT INTO devices (id, ecard_id, thumbprint, public_key_jwk, channel, created_at, revoked_at)
+		VALUES (?, ?, ?, ?, ?, ?, 0)`, d.ID, d.ECardID, d.Thumbprint, d.PublicKeyJWK, d.Channel, micros(d.CreatedAt))
+	if err != nil {
+		return d, fmt.Errorf("sql: add device: %w", err)
+	}
+	return d, nil
+}
+
+// RevokeDevice implements storage.RegistryTx.
+func (r *q) RevokeDevice(ctx context.Context, id string) error {
+	if _, err := r.Device(ctx, id); err != nil {
+		return err
+	}
+	_, err := r.exec(ctx, `UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at = 0`, r.nowMicros(), id)
+	return err
+}
+
+// Device implements storage.RegistryReader.
+func (r *q) Device(ctx context.Context, id string) (storage.Device, error) {
+	d, err := scanDevice(r.queryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
+	return d, r.s.mapErr(err)
+}
+
+// DeviceByThumbprint implements storage.RegistryReader.
+func (r *q) DeviceByThumbprint(ctx context.Context, thumbprint string) (storage.Device, error) {
+	d, err := scanDevice(r.queryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE thumbprint = ? AND revoked_at = 0`, thumbprint))
+	return d, r.s.mapErr(err)
+}
+
+// Devices implements storage.RegistryReader.
+func (r *q) Devices(ctx context.Context, ecardID string) ([]storage.Device, error) {
+	rows, err := r.db.QueryContext(ctx, r.s.rebind(`SELECT `+deviceCols+` FROM devices WHERE ecard_id = ? ORDER BY created_at, id`), ecardID)
+	if err != nil {
+		return nil, r.s.mapErr(err)
+	}
+	defer rows.Close()
+	out := []storage.Device{}
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, r.s.mapErr(err)
+		}
+		out = append(out, d)
+	}
+	return out, r.s.mapErr(rows.Err())
+}
