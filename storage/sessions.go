@@ -1,0 +1,224 @@
+package storage
+
+// The session-state contract (DESIGN.md §3, §5, §7): everything fosite needs
+// except GetClient (clients live in the registry; idp composes the two), plus
+// QR transactions, browser SSO sessions, replay caches, rate limits and
+// single-use blobs. Backends: storage/memory and storage/redis; the
+// conformance suite is storage/storagetest.
+//
+// Key hygiene: raw codes, token signatures, request URIs, jtis, session ids
+// and replay keys are never used as storage keys: backends hash them
+// (SHA-256). Every stored item carries an expiry (TTL) and expiry decisions
+// use the store's injected clock, so an expired item reads as ErrNotFound on
+// every backend even before the backend garbage-collects it.
+
+import (
+	"context"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/pkce"
+)
+
+// Sessions is the whole session-state contract. Implementations are safe for
+// concurrent use by many goroutines and (for shared backends) many replicas.
+// Every method honours ctx; a backend outage returns an error wrapping
+// ErrUnavailable, distinct from ErrNotFound.
+type Sessions interface {
+	FositeStore
+	SubjectRevoker
+	QRStore
+	SSOStore
+	ReplayCache
+	RateLimiter
+	OnceStore
+
+	// Ping checks that the backend answers (readiness probe); ErrUnavailable if not.
+	Ping(ctx context.Context) error
+}
+
+// FositeStore is what fosite's handlers need, except GetClient. idp builds its
+// fosite storage by embedding a FositeStore next to a client lookup.
+//
+// Contracts beyond fosite's interface comments:
+//   - Get* of an unknown or expired item returns an error wrapping ErrNotFound
+//     (= fosite.ErrNotFound).
+//   - GetAuthorizeCodeSession of an invalidated code returns the stored
+//     request AND an error wrapping fosite.ErrInvalidatedAuthorizeCode, so
+//     fosite can revoke what the first redemption issued.
+//     InvalidateAuthorizeCodeSession is atomic: of N concurrent callers
+//     exactly one gets nil, the others get fosite.ErrInvalidatedAuthorizeCode.
+//   - Refresh rotation: RotateRefreshToken(requestID, sig) atomically marks
+//     the refresh token sig as rotated and deletes the access token issued
+//     with it. Within the grace window (backend Config, a few seconds) the
+//     rotated token still reads as valid, so a client that lost the response
+//     can retry; after it, GetRefreshTokenSession returns the request AND
+//     fosite.ErrInactiveToken, which makes fosite's refresh handler revoke the
+//     whole family (all tokens sharing the request id): reuse detection.
+//     Rotating a token whose grace has passed returns fosite.ErrInactiveToken.
+//   - RevokeRefreshToken(requestID) deletes every refresh AND access token of
+//     the request id (RFC 7009 §2.1 SHOULD); RevokeAccessToken(requestID)
+//     deletes every access token of it. Both are idempotent (nil when nothing
+//     is left).
+//   - ClientAssertionJWTValid returns fosite.ErrJTIKnown for a jti that is
+//     stored and not expired. SetClientAssertionJWT is atomic set-if-absent:
+//     of N concurrent callers with one jti exactly one gets nil and the others
+//     fosite.ErrJTIKnown, closing the check-then-set race of fosite's caller.
+//   - GetPARSession returns a fosite.AuthorizeRequester with redirect URI,
+//     response types, state and response mode restored.
+type FositeStore interface {
+	oauth2.CoreStorage
+	oauth2.TokenRevocationStorage
+	pkce.PKCERequestStorage
+	openid.OpenIDConnectRequestStorage
+	fosite.PARStorage
+
+	// ClientAssertionJWTValid and SetClientAssertionJWT are the replay half of
+	// fosite.ClientManager (RFC 7523 §3 jti).
+	ClientAssertionJWTValid(ctx context.Context, jti string) error
+	SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error
+}
+
+// SubjectRevoker revokes by subject: card cancellation, loss and "not me"
+// (DESIGN.md §6, §7) end every token of a holder or e-card.
+type SubjectRevoker interface {
+	// RevokeSubject deletes every access and refresh token whose request was
+	// indexed under subject (see SubjectsFunc) and returns how many request ids
+	// were revoked. Idempotent.
+	RevokeSubject(ctx context.Context, subject string) (int, error)
+	// RevokeRequest deletes every access and refresh token of a request id
+	// (the token family). Idempotent.
+	RevokeRequest(ctx context.Context, requestID string) error
+}
+
+// SubjectsFunc returns the index keys under which the tokens of r are
+// recorded for RevokeSubject (e.g. "holder:<id>", "ecard:<id>"). Backends call
+// it on every token creation. A nil SubjectsFunc in a backend Config means
+// SessionSubject.
+type SubjectsFunc func(r fosite.Requester) []string
+
+// SessionSubject indexes a request under its session's subject, if any.
+func SessionSubject(r fosite.Requester) []string {
+	if r == nil || r.GetSession() == nil || r.GetSession().GetSubject() == "" {
+		return nil
+	}
+	return []string{r.GetSession().GetSubject()}
+}
+
+// LookupClient resolves a client id when a stored request is rebuilt
+// (fosite.Request holds a fosite.Client interface and cannot be unmarshalled
+// on its own). It must wrap ErrNotFound for an unknown client (the stored
+// request then reads as not found) and ErrUnavailable for an outage.
+type LookupClient func(ctx context.Context, id string) (fosite.Client, error)
+
+// NewSessionFunc returns a fresh, empty fosite session of the concrete type
+// the provider uses (e.g. *openid.DefaultSession); stored sessions are
+// unmarshalled into it.
+type NewSessionFunc func() fosite.Session
+
+// QRTransaction is one scan-to-login transaction (DESIGN.md §7). The store
+// treats State as an opaque string and Data as opaque bytes owned by qrlogin.
+type QRTransaction struct {
+	ID          string    // 128-bit random id chosen by the caller (used as a key only hashed)
+	State       string    // opaque to the store: pending, scanned, approved, consumed, ...
+	Version     int64     // 1 on create, +1 on every successful transition
+	ClientID    string    // relying party that started the login
+	BindingHash []byte    // hash of the browser-binding cookie secret
+	CreatedAt   time.Time // set by the store on create
+	ExpiresAt   time.Time // absolute expiry; after it the transaction reads as ErrNotFound
+	Data        []byte    // opaque payload of the QR layer (validated authorize request, numbers, ...)
+}
+
+// QRStore holds QR transactions with compare-and-set transitions and
+// cross-replica wake-ups.
+type QRStore interface {
+	// CreateQR stores t with Version 1 and CreatedAt = now. ErrDuplicate if the
+	// id exists, ErrInvalidArgument if ID or State is empty or ExpiresAt is not
+	// in the future.
+	CreateQR(ctx context.Context, t QRTransaction) (QRTransaction, error)
+	// GetQR returns the transaction; ErrNotFound if unknown or expired.
+	GetQR(ctx context.Context, id string) (QRTransaction, error)
+	// TransitionQR atomically moves the transaction from state `from` to `to`:
+	// it reads it, returns ErrStateConflict (wrapped, with the current state in
+	// the message) unless State == from, lets mutate (may be nil) change Data,
+	// BindingHash or shorten ExpiresAt on a copy, then writes it with State =
+	// to and Version+1 only if nobody wrote in between. Of N concurrent callers
+	// with the same `from` exactly one succeeds. A mutate error aborts the
+	// transition and is returned unchanged. On success the watchers of the
+	// transaction are notified (as NotifyQR). ErrNotFound if unknown/expired.
+	TransitionQR(ctx context.Context, id, from, to string, mutate func(*QRTransaction) error) (QRTransaction, error)
+	// RedeemQR is the single-use completion: like TransitionQR(from, to) with
+	// no mutation, except that a transaction already in state `to` returns
+	// ErrAlreadyUsed (a replay), any other state ErrStateConflict.
+	RedeemQR(ctx context.Context, id, from, to string) (QRTransaction, error)
+	// WatchQR subscribes to wake-ups of transaction id, from any replica.
+	// The channel receives (coalesced, non-blocking) after every successful
+	// transition or NotifyQR; it is closed when cancel is called or ctx ends.
+	// WatchQR returns only once the subscription is live, so the caller's
+	// protocol is: WatchQR, then GetQR, then wait. cancel is idempotent.
+	WatchQR(ctx context.Context, id string) (<-chan struct{}, func(), error)
+	// NotifyQR wakes every watcher of id on every replica.
+	NotifyQR(ctx context.Context, id string) error
+}
+
+// SSOSession is a browser single-sign-on session. The ID is the raw cookie
+// secret; backends store only its hash.
+type SSOSession struct {
+	ID        string
+	Subject   string // holder/e-card index key used by DeleteSSOSubject
+	CreatedAt time.Time
+	ExpiresAt time.Time
+	Data      []byte // opaque to the store (acr, amr, auth_time, ...)
+}
+
+// SSOStore keeps browser SSO sessions with a per-subject index.
+type SSOStore interface {
+	// CreateSSO stores s (CreatedAt = now). ErrDuplicate if the id exists,
+	// ErrInvalidArgument if ID is empty or ExpiresAt not in the future.
+	CreateSSO(ctx context.Context, s SSOSession) (SSOSession, error)
+	// GetSSO returns the session; ErrNotFound if unknown or expired.
+	GetSSO(ctx context.Context, id string) (SSOSession, error)
+	// RotateSSO atomically re-keys a session to newID (session fixation
+	// defence after login): afterwards oldID reads ErrNotFound. Of concurrent
+	// rotations of one oldID exactly one succeeds (others ErrNotFound).
+	RotateSSO(ctx context.Context, oldID, newID string) (SSOSession, error)
+	// DeleteSSO deletes one session; idempotent.
+	DeleteSSO(ctx context.Context, id string) error
+	// DeleteSSOSubject deletes every session of subject and returns how many.
+	DeleteSSOSubject(ctx context.Context, subject string) (int, error)
+}
+
+// ReplayCache remembers keys (jti, frame nonces, proof ids) for a while.
+type ReplayCache interface {
+	// Seen records namespace/key for ttl and reports whether this call was
+	// the first to do so (firstTime = true). Atomic: of N concurrent callers
+	// exactly one sees firstTime. After ttl the key may be used again.
+	Seen(ctx context.Context, namespace, key string, ttl time.Duration) (firstTime bool, err error)
+}
+
+// RateDecision is the outcome of one RateLimiter.Allow call.
+type RateDecision struct {
+	Allowed    bool
+	Remaining  int           // hits left in the current window after this one
+	RetryAfter time.Duration // when denied: time until the window resets
+}
+
+// RateLimiter counts hits in fixed windows aligned to the store clock
+// (window start = now truncated to a multiple of window).
+type RateLimiter interface {
+	// Allow counts one hit for key and allows it while the window's count is
+	// at most limit. Denied hits are counted too (a flood stays denied).
+	Allow(ctx context.Context, key string, limit int, window time.Duration) (RateDecision, error)
+}
+
+// OnceStore holds short-lived single-use blobs (presentation codes, ...).
+type OnceStore interface {
+	// PutOnce stores value under namespace/key for ttl; ErrDuplicate if a live
+	// value exists.
+	PutOnce(ctx context.Context, namespace, key string, value []byte, ttl time.Duration) error
+	// TakeOnce returns and deletes the value atomically: of N concurrent
+	// callers exactly one gets it, the others ErrNotFound (as after expiry).
+	TakeOnce(ctx context.Context, namespace, key string) ([]byte, error)
+}
