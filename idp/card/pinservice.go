@@ -1,0 +1,210 @@
+package card
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/essc-project/essc/storage"
+)
+
+// Verified is the outcome of a successful PIN check.
+type Verified struct {
+	Card   storage.Card
+	Holder storage.Holder
+	// MustChange is true for the initial or an outlet-reset PIN: the caller
+	// may only let the holder change it (VerifyPIN then also returns
+	// ErrMustChangePIN).
+	MustChange bool
+}
+
+// VerifyPIN checks the PIN of the card with this number for an
+// unauthenticated caller. Every failure — unknown or malformed card number,
+// card not active, wrong PIN, locked PIN — is ErrAuthFailed; the reason is
+// logged. The attempt is charged to the durable counter BEFORE comparing
+// (storage.PINCounter), so concurrent guesses on many replicas cannot
+// exceed LockAfter; the LockAfter-th consecutive failure locks the PIN until
+// an outlet unlocks or resets it. A correct PIN resets the counter.
+//
+// A correct but initial/reset PIN returns the result with MustChange and
+// ErrMustChangePIN: code, token and session issuers must treat that as a
+// refusal (see CheckIssuable).
+func (s *Service) VerifyPIN(ctx context.Context, number, pin string) (Verified, error) {
+	v, err := s.verifyPIN(ctx, number, pin, ActionVerifyPIN)
+	if err != nil {
+		return Verified{}, err
+	}
+	if v.MustChange {
+		return v, ErrMustChangePIN
+	}
+	return v, nil
+}
+
+// verifyPIN is VerifyPIN without the MustChange refusal; act is the action
+// the PIN authorises (the card machine must allow it, except that apply
+// reports a forbidden transition only after a correct PIN).
+func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action) (Verified, error) {
+	fail := func(reason string, err error) (Verified, error) {
+		attrs := []any{"reason", reason, "card", MaskCardNumber(number), "action", string(act)}
+		if err != nil {
+			attrs = append(attrs, "err", err)
+		}
+		s.log.LogAttrs(ctx, slog.LevelInfo, "card: pin check failed", slog.Group("pin", attrs...))
+		if err != nil && (errors.Is(err, storage.ErrUnavailable) || errors.Is(err, ErrUnavailable)) {
+			return Verified{}, mapErr(err)
+		}
+		return Verified{}, ErrAuthFailed
+	}
+	n, err := ParseCardNumber(number)
+	if err != nil {
+		PINVerifier(s.pinKey, "", "000000") // keep the timing of a real check
+		return fail("malformed card number", nil)
+	}
+	number = n
+	c, err := s.reg.CardByNumber(ctx, number)
+	if err != nil {
+		PINVerifier(s.pinKey, "", "000000")
+		if errors.Is(err, storage.ErrNotFound) {
+			return fail("unknown card", nil)
+		}
+		return fail("lookup", err)
+	}
+	if act != ActionApplyECard {
+		if _, err := CardTransition(c.Status, act); err != nil {
+			return fail("card "+string(c.Status), nil)
+		}
+	} else if c.Status == storage.CardReplaced || c.Status == storage.CardCancelled {
+		return fail("card "+string(c.Status), nil)
+	}
+	st, err := s.reg.ChargePINAttempt(ctx, c.ID, s.lockAfter)
+	if errors.Is(err, storage.ErrPINLocked) {
+		return fail("locked", nil)
+	}
+	if err != nil {
+		return fail("charge", err)
+	}
+	if !isPINShape(pin) || !PINMatches(s.pinKey, c.ID, pin, c.PIN.Verifier) {
+		if st.Locked {
+			s.lockedNow(ctx, c)
+		}
+		return fail(fmt.Sprintf("wrong pin (%d consecutive)", st.Failures), nil)
+	}
+	if err := s.reg.ResetPINFailures(ctx, c.ID); err != nil {
+		return fail("reset counter", err)
+	}
+	h, err := s.reg.Holder(ctx, c.HolderID)
+	if err != nil {
+		return fail("holder", err)
+	}
+	c.PIN.Failures, c.PIN.Locked = 0, false
+	return Verified{Card: c, Holder: h, MustChange: c.PIN.MustChange}, nil
+}
+
+// lockedNow records the lock (audit + outbox) once the charge locked the PIN.
+func (s *Service) lockedNow(ctx context.Context, c storage.Card) {
+	err := s.tx(ctx, func(tx storage.RegistryTx) error {
+		if err := s.event(ctx, tx, EventPINLocked, c.ID, map[string]any{"holder_id": c.HolderID, "card_id": c.ID}); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, Actor{ID: "system"}, "pin.locked", c.ID, map[string]any{"holder_id": c.HolderID, "number": MaskCardNumber(c.Number), "after": s.lockAfter})
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "card: recording pin lock", "card", MaskCardNumber(c.Number), "err", err)
+	}
+}
+
+// CheckIssuable is what every code, token and session issuer calls on the
+// registry's current card before issuing: nil only for an active card whose
+// PIN is not in the must-change state. Otherwise ErrMustChangePIN or a
+// *TransitionError.
+func CheckIssuable(c storage.Card) error {
+	if _, err := CardTransition(c.Status, ActionVerifyPIN); err != nil {
+		return err
+	}
+	if c.PIN.MustChange {
+		return ErrMustChangePIN
+	}
+	return nil
+}
+
+// ChangePIN replaces the holder's PIN after verifying the current one (the
+// initial PIN is accepted here: this is how MustChange is cleared). Wrong
+// current PIN is ErrAuthFailed (and counts towards the lock); a new PIN
+// breaking the policy is an ErrWeakPIN error (CheckNewPIN) or
+// ErrPINUnchanged.
+func (s *Service) ChangePIN(ctx context.Context, a Actor, number, oldPIN, newPIN string) error {
+	v, err := s.verifyPIN(ctx, number, oldPIN, ActionChangePIN)
+	if err != nil {
+		return err
+	}
+	ssn, err := ParseSSN(v.Holder.SSN, s.now())
+	if err != nil {
+		// Imported legacy numbers may fail today's rules; keep the generic
+		// rules rather than refusing the holder.
+		ssn = SSN{}
+	}
+	if err := CheckNewPIN(newPIN, ssn); err != nil {
+		return err
+	}
+	if newPIN == oldPIN {
+		return ErrPINUnchanged
+	}
+	return s.tx(ctx, func(tx storage.RegistryTx) error {
+		c, err := tx.Card(ctx, v.Card.ID)
+		if err != nil {
+			return err
+		}
+		if c.Version != v.Card.Version || !PINMatches(s.pinKey, c.ID, oldPIN, c.PIN.Verifier) {
+			return fmt.Errorf("%w: card changed during PIN change", ErrConflict)
+		}
+		if err := s.authorize(ctx, tx, a, c.HolderID, ActionChangePIN); err != nil {
+			return err
+		}
+		if err := tx.SetPIN(ctx, c.ID, PINVerifier(s.pinKey, c.ID, newPIN), false); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, a, ActionChangePIN, c.ID, map[string]any{"holder_id": c.HolderID, "number": MaskCardNumber(c.Number)})
+	})
+}
+
+// authorize checks that a may act for holderID: directly when a.OnBehalfOf
+// is empty (the caller authenticated a as the holder), else through a valid
+// delegation from a.OnBehalfOf (the principal, who must be holderID) to a.ID.
+func (s *Service) authorize(ctx context.Context, tx storage.RegistryReader, a Actor, holderID string, act Action) error {
+	if a.OnBehalfOf == "" {
+		return nil
+	}
+	if a.OnBehalfOf != holderID {
+		return fmt.Errorf("%w: principal is not the card holder", ErrNotDelegated)
+	}
+	_, err := s.delegationFor(ctx, tx, a.ID, holderID, act)
+	return err
+}
+
+func (s *Service) delegationFor(ctx context.Context, r storage.RegistryReader, agent, principal string, act Action) (storage.Delegation, error) {
+	ds, err := r.DelegationsOfAgent(ctx, agent)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return storage.Delegation{}, err
+	}
+	last := fmt.Errorf("%w: none registered", ErrNotDelegated)
+	for _, d := range ds {
+		if d.PrincipalHolderID != principal {
+			continue
+		}
+		if err := Permits(d, act, s.now()); err != nil {
+			last = err
+			continue
+		}
+		return d, nil
+	}
+	return storage.Delegation{}, last
+}
+
+// Authorize returns the delegation that lets agentHolderID perform act for
+// principalHolderID now, or an error wrapping ErrNotDelegated. Callers that
+// issue delegated tokens put the agent in `act` (RFC 8693).
+func (s *Service) Authorize(ctx context.Context, agentHolderID, principalHolderID string, act Action) (storage.Delegation, error) {
+	d, err := s.delegationFor(ctx, s.reg, agentHolderID, principalHolderID, act)
+	return d, mapErr(err)
+}
