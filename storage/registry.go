@@ -245,7 +245,9 @@ type Holder struct {
 	ID   string
 	Name string
 	// SSN is the 18-character social security number in plaintext in memory
-	// only; at rest it is SM4-GCM encrypted with an HMAC-SM3 blind index.
+	// only; at rest it is SM4-GCM encrypted with an HMAC-SM3 blind index. The
+	// store upper-cases it (check character x → X) before indexing and storing,
+	// so HolderBySSN matches either case. Validation is the card domain's job.
 	SSN string
 	// SSNMasked is the display form 4113**********1234, stored so listing never
 	// needs decryption. The store derives it from SSN when empty.
@@ -381,7 +383,8 @@ type Lifetimes struct {
 	RefreshToken time.Duration `json:"refresh_token,omitempty"`
 }
 
-// Delegation kinds (DESIGN.md §6).
+// Delegation kinds (DESIGN.md §6). The store rejects other values
+// (ErrInvalidRecord) through a CHECK constraint.
 const (
 	DelegationGuardian = "guardian"
 	DelegationAgent    = "agent"

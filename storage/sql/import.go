@@ -2,7 +2,6 @@ package sql
 
 import (
 	"context"
-	dbsql "database/sql"
 	"fmt"
 	"strings"
 
@@ -247,5 +246,3 @@ func (s *Store) importBatchSQLite(ctx context.Context, staged []stageRow) (stora
 	}
 	return res, s.mapErr(tx.Commit())
 }
-
-var _ = dbsql.ErrNoRows

@@ -4,6 +4,7 @@ import (
 	"context"
 	dbsql "database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/essc-project/essc/storage"
@@ -73,7 +74,7 @@ func (r *q) Events(ctx context.Context, afterSeq int64, limit int) ([]storage.Ev
 func (r *q) Cursor(ctx context.Context, consumer string) (int64, error) {
 	var seq int64
 	err := r.queryRow(ctx, `SELECT seq FROM outbox_cursors WHERE consumer = ?`, consumer).Scan(&seq)
-	if err == dbsql.ErrNoRows {
+	if errors.Is(err, dbsql.ErrNoRows) {
 		return 0, nil
 	}
 	return seq, r.s.mapErr(err)

@@ -6,6 +6,7 @@ import (
 	dbsql "database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -291,7 +292,7 @@ func (r *q) ChargePINAttempt(ctx context.Context, cardID string, lockAfter int) 
 	err := r.queryRow(ctx, `UPDATE cards SET pin_failures = pin_failures + 1,
 		pin_locked = CASE WHEN pin_failures + 1 >= ? THEN 1 ELSE 0 END
 		WHERE id = ? AND pin_locked = 0 RETURNING pin_failures, pin_locked`, lockAfter, cardID).Scan(&st.Failures, &locked)
-	if err == dbsql.ErrNoRows {
+	if errors.Is(err, dbsql.ErrNoRows) {
 		if _, err := r.Card(ctx, cardID); err != nil {
 			return st, err
 		}

@@ -3,15 +3,17 @@ package sql_test
 import (
 	"context"
 	"crypto/rand"
-	dbsql "database/sql"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/essc-project/essc/storage"
@@ -65,10 +67,11 @@ func pgURL(t testing.TB) string {
 // use it, and drops it at cleanup.
 func newPGSchema(t testing.TB, url string) string {
 	t.Helper()
-	admin, err := dbsql.Open("pgx", url)
+	cc, err := pgx.ParseConfig(url)
 	if err != nil {
 		t.Fatalf("ESSC_TEST_DATABASE_URL: %v", err)
 	}
+	admin := stdlib.OpenDB(*cc)
 	var b [6]byte
 	rand.Read(b[:])
 	schema := "essc_test_" + hex.EncodeToString(b[:])
@@ -94,4 +97,58 @@ func TestRegistryPostgres(t *testing.T) {
 	})
 }
 
-var _ = stdlib.GetDefaultDriver
+func TestOpen(t *testing.T) {
+	ctx := context.Background()
+	secrets := testSecrets(t)
+	for _, tc := range []struct {
+		name string
+		url  string
+		sec  essql.Secrets
+		want error
+	}{
+		{"fail/unreachable_postgres", "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2", secrets, storage.ErrUnavailable},
+		{"fail/unknown_scheme", "mysql://localhost/x", secrets, storage.ErrInvalidRecord},
+		{"fail/sqlite_memory", "sqlite://:memory:", secrets, storage.ErrInvalidRecord},
+		{"fail/short_ssn_key", "sqlite://" + filepath.Join(t.TempDir(), "a.db"), essql.Secrets{SSNKey: []byte("short"), IndexKey: secrets.IndexKey, AuditKey: secrets.AuditKey}, storage.ErrInvalidRecord},
+		{"fail/no_audit_key", "sqlite://" + filepath.Join(t.TempDir(), "b.db"), essql.Secrets{SSNKey: secrets.SSNKey, IndexKey: secrets.IndexKey}, storage.ErrInvalidRecord},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := essql.Open(ctx, essql.Config{URL: tc.url, Secrets: tc.sec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err == nil {
+				s.Close()
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Open: %v, want %v", err, tc.want)
+			}
+		})
+	}
+	t.Run("ok/injected_clock_and_file_url", func(t *testing.T) {
+		at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.FixedZone("CST", 8*3600))
+		s, err := essql.Open(ctx, essql.Config{URL: "file:" + filepath.Join(t.TempDir(), "c.db"), Secrets: secrets,
+			Now: func() time.Time { return at }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		e, err := s.AppendAudit(ctx, storage.AuditEntry{Actor: "a", Action: "b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !e.At.Equal(at) || e.At.Location() != time.UTC {
+			t.Fatalf("At = %v, want %v in UTC", e.At, at)
+		}
+	})
+}
+
+func TestMigrateIdempotent(t *testing.T) {
+	url := "sqlite://" + filepath.Join(t.TempDir(), "m.db")
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	v, err := essql.Migrate(context.Background(), url, logger)
+	if err != nil || len(v) != 1 || v[0] != 1 {
+		t.Fatalf("first Migrate = %v, %v", v, err)
+	}
+	v, err = essql.Migrate(context.Background(), url, logger)
+	if err != nil || len(v) != 0 {
+		t.Fatalf("second Migrate = %v, %v", v, err)
+	}
+}
