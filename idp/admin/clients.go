@@ -66,7 +66,9 @@ var grantTypes = []string{"authorization_code", "refresh_token", "client_credent
 // URI's host. Every violation is reported at once, joined.
 func (spec ClientSpec) Validate() (storage.Client, error) {
 	var errs []error
-	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf("%w: "+f, append([]any{ErrInvalidClient}, a...)...)) }
+	bad := func(f string, a ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+f, append([]any{ErrInvalidClient}, a...)...))
+	}
 	if !tokenOK(spec.ID, 3, 64, func(r rune) bool {
 		return r < utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '.' || r == '_' || r == '-')
 	}) {

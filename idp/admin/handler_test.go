@@ -41,7 +41,9 @@ func (a tokenAuth) Authenticate(r *http.Request) (admin.Principal, error) {
 // plainHasher is a test SecretHasher (the server uses fosite's BCrypt).
 type plainHasher struct{}
 
-func (plainHasher) Hash(_ context.Context, b []byte) ([]byte, error) { return append([]byte("h:"), b...), nil }
+func (plainHasher) Hash(_ context.Context, b []byte) ([]byte, error) {
+	return append([]byte("h:"), b...), nil
+}
 
 var now = time.Date(2026, 6, 15, 2, 0, 0, 0, time.UTC)
 
@@ -318,4 +320,3 @@ func TestClientSpecValidateReportsAll(t *testing.T) {
 		t.Fatalf("only %d problems reported: %v", n, err)
 	}
 }
-
