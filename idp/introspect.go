@@ -1,0 +1,123 @@
+package idp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/ory/fosite"
+)
+
+// introspect is the RFC 7662 endpoint. Callers authenticate like at the
+// token endpoint; a caller sees only tokens issued to itself or naming it in
+// their audience (any other token is active:false). A holder token whose
+// card or e-card is no longer active is active:false; a store outage is 503.
+func (pr *profile) introspect(w http.ResponseWriter, r *http.Request) {
+	slot := &authnSlot{}
+	ctx := context.WithValue(r.Context(), authnKey, slot)
+	r = r.WithContext(ctx)
+	ir, err := pr.oauth.NewIntrospectionRequest(ctx, r, newSession(pr.name))
+	if err != nil {
+		if isUnavailable(err) {
+			writeUnavailable(w)
+			return
+		}
+		pr.oauth.WriteIntrospectionError(ctx, w, err)
+		return
+	}
+	if slot.client == nil {
+		pr.oauth.WriteIntrospectionError(ctx, w, fosite.ErrRequestUnauthorized)
+		return
+	}
+	if ir.IsActive() {
+		tr := ir.GetAccessRequester()
+		caller := slot.client.rec.ID
+		if tr.GetClient().GetID() != caller && !slices.Contains(tr.GetGrantedAudience(), caller) {
+			pr.oauth.WriteIntrospectionError(ctx, w, fosite.ErrInactiveToken)
+			return
+		}
+		if s, ok := tr.GetSession().(*Session); ok && s.HolderID != "" {
+			if _, err := pr.p.cfg.Holders.Identity(ctx, s.HolderID, s.ECardID); err != nil {
+				if isUnavailable(err) {
+					writeUnavailable(w)
+					return
+				}
+				pr.oauth.WriteIntrospectionError(ctx, w, fosite.ErrInactiveToken.WithWrap(err))
+				return
+			}
+		}
+	}
+	pr.oauth.WriteIntrospectionResponse(ctx, w, ir)
+}
+
+// revoke is the RFC 7009 endpoint (authenticated; a client revokes only its
+// own tokens; unknown tokens answer 200 as the RFC requires).
+func (pr *profile) revoke(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	err := pr.oauth.NewRevocationRequest(ctx, r)
+	if isUnavailable(err) {
+		writeUnavailable(w)
+		return
+	}
+	pr.oauth.WriteRevocationResponse(ctx, w, err)
+}
+
+// errNoBearer is returned by Authenticate when no bearer token is present.
+var errNoBearer = errors.New("idp: no bearer token")
+
+// bearer extracts an RFC 6750 bearer token from the Authorization header.
+func bearer(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(h) <= len(p) || !strings.EqualFold(h[:len(p)], p) {
+		return "", errNoBearer
+	}
+	return strings.TrimSpace(h[len(p):]), nil
+}
+
+// accessToken validates an access token of this profile (signature, expiry,
+// not revoked) and the live status of its holder.
+func (pr *profile) accessToken(ctx context.Context, tok string) (fosite.AccessRequester, *Session, error) {
+	_, ar, err := pr.oauth.IntrospectToken(ctx, tok, fosite.AccessToken, newSession(pr.name))
+	if err != nil {
+		return nil, nil, err
+	}
+	s, ok := ar.GetSession().(*Session)
+	if !ok {
+		return nil, nil, fosite.ErrServerError.WithDebug("unexpected session type")
+	}
+	if s.HolderID != "" {
+		if _, err := pr.p.cfg.Holders.Identity(ctx, s.HolderID, s.ECardID); err != nil {
+			return nil, nil, err
+		}
+	}
+	return ar, s, nil
+}
+
+// Authenticate validates the bearer access token of r (either profile) and
+// returns the client it was issued to and its granted scopes. It is the
+// guard of /admin/v1 and later APIs. Errors wrap storage.ErrUnavailable on
+// an outage (answer 503) and are otherwise "unauthenticated" (answer 401).
+func (p *Provider) Authenticate(r *http.Request) (clientID string, scopes []string, err error) {
+	tok, err := bearer(r)
+	if err != nil {
+		return "", nil, err
+	}
+	var firstErr error
+	for _, pr := range []*profile{p.intl, p.gm} {
+		ar, _, err := pr.accessToken(r.Context(), tok)
+		if err == nil {
+			return ar.GetClient().GetID(), ar.GetGrantedScopes(), nil
+		}
+		if isUnavailable(err) {
+			return "", nil, err
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return "", nil, fmt.Errorf("idp: invalid access token: %w", firstErr)
+}
