@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"context"
 	"crypto/hmac"
 	"errors"
 	"fmt"
@@ -176,4 +177,33 @@ const authnKey ctxKey = iota
 // strategy during a fosite call (introspection needs the caller).
 type authnSlot struct{ client *client }
 
-var _ = fosite.ErrNotFound
+// LookupClient resolves a client of either profile for a session store that
+// rebuilds stored requests (storage.LookupClient). Unknown or disabled
+// clients wrap storage.ErrNotFound, so their stored tokens read as not found.
+func (p *Provider) LookupClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := p.clients.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Subject index keys for storage.SubjectRevoker.RevokeSubject.
+const (
+	SubjectHolderPrefix = "holder:"
+	SubjectECardPrefix  = "ecard:"
+)
+
+// TokenSubjects is the storage.SubjectsFunc of essc sessions: the tokens of a
+// holder session are indexed under "holder:<id>" and "ecard:<id>" so a card
+// event or "not me" revokes them all (client_credentials tokens: none).
+func TokenSubjects(r fosite.Requester) []string {
+	if r == nil {
+		return nil
+	}
+	s, ok := r.GetSession().(*Session)
+	if !ok || s.HolderID == "" {
+		return nil
+	}
+	return []string{SubjectHolderPrefix + s.HolderID, SubjectECardPrefix + s.ECardID}
+}
