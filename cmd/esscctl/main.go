@@ -21,6 +21,9 @@ type command struct {
 // commands is the table of command groups. Add a line here when adding a file.
 var commands = map[string]command{
 	"migrate": {summary: "apply the registry's database migrations", run: runMigrate},
+	"cards":   {summary: "issue cards and run their lifecycle (loss, unfreeze, replace, cancel, PIN); bulk import", run: runCards},
+	"clients": {summary: "register, show, list and disable OAuth clients", run: runClients},
+	"audit":   {summary: "verify or list the tamper-evident audit log", run: runAudit},
 }
 
 func main() {
