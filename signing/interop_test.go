@@ -2,6 +2,7 @@ package signing
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"errors"
 	"math/big"
@@ -133,5 +134,35 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestInteropOpenSSLEncryptedPEM: OpenSSL 3 opens our PBES2/SM4-CBC/
+// PBKDF2-HMAC-SM3 SM2 key file and derives the same public key.
+func TestInteropOpenSSLEncryptedPEM(t *testing.T) {
+	bin, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("openssl not installed: skipping the OpenSSL cross-check")
+	}
+	k := mustKey(t, AlgSM2SM3)
+	data, err := MarshalPKCS8PEM(k, []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "enc.pem")
+	must(t, os.WriteFile(f, data, 0o600))
+	out, err := exec.Command(bin, "pkey", "-in", f, "-passin", "pass:pw", "-pubout", "-outform", "DER").Output()
+	if err != nil {
+		t.Skipf("openssl cannot read PBES2 with the hmacWithSM3 PRF here (OpenSSL 3.0 lacks it; %v): skipping", err)
+	}
+	x, y := make([]byte, 32), make([]byte, 32)
+	pub := k.Public().(*ecdsa.PublicKey)
+	pub.X.FillBytes(x)
+	pub.Y.FillBytes(y)
+	if !bytes.HasSuffix(out, append(append([]byte{4}, x...), y...)) {
+		t.Fatalf("openssl derived another public key: %x", out)
+	}
+	if err := exec.Command(bin, "pkey", "-in", f, "-passin", "pass:wrong", "-noout").Run(); err == nil {
+		t.Fatal("fail/openssl opened the key with a wrong password")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 
@@ -223,8 +224,9 @@ func canonicalB64Int(m map[string]json.RawMessage, name string, maxLen int) (*bi
 }
 
 // ParseJWKS parses a JWK Set strictly: one JSON object with a "keys" array of
-// at most 64 members. Members with "use":"enc" are skipped (a client's set may
-// hold encryption keys); every other member must parse with ParseJWK's rules.
+// at most 64 members. Members with "use":"enc" or a kty/crv we do not support
+// are skipped (RFC 7517 §5: a client's set may hold other keys); every other
+// member must parse with ParseJWK's rules or the whole set is rejected.
 // Kids must be unique. The result resolves keys by kid (see Keys.ResolveKey).
 func ParseJWKS(data []byte) (Keys, error) {
 	if len(data) > maxJWKSSize {
@@ -258,6 +260,9 @@ func ParseJWKS(data []byte) (Keys, error) {
 			continue
 		}
 		k, err := jwkFromMembers(jm)
+		if errors.Is(err, ErrUnsupportedAlg) {
+			continue // a key type or curve we do not speak (RFC 7517 §5)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("jwks: key %d: %w", i, err)
 		}

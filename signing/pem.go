@@ -21,14 +21,15 @@ const (
 // PBKDF2Iterations is the PBKDF2 iteration count of encrypted key files.
 const PBKDF2Iterations = 100_000
 
-// encrypterFor chooses PBES2 parameters (RFC 8018 §6.2, OID 1.2.840.113549.1.5.13):
-// SM4-CBC with PBKDF2-HMAC-SM3 for SM2 keys (DESIGN.md §4), AES-256-CBC with
-// PBKDF2-HMAC-SHA256 for P-256 and RSA keys (readable by stock OpenSSL).
+// encrypterFor chooses PBES2 parameters (RFC 8018 §6.2, OID 1.2.840.113549.1.5.13,
+// PBKDF2 OID 1.2.840.113549.1.5.12): SM4-CBC with PBKDF2-HMAC-SM3 (PRF
+// 1.2.156.10197.1.401.2) for SM2 keys (DESIGN.md §4), AES-256-CBC with
+// PBKDF2-HMAC-SHA256 for P-256 and RSA keys. Both are readable by OpenSSL 3.
 func encrypterFor(alg string) pkcs.PBESEncrypter {
 	if alg == AlgSM2SM3 {
-		return &pkcs.PBES2Opts{Cipher: pkcs.SM4CBC, KDFOpts: pkcs.NewSMPBKDF2Opts(16, PBKDF2Iterations)}
+		return pkcs.NewPBESEncrypter(pkcs.SM4CBC, pkcs.NewPBKDF2Opts(pkcs.SM3, 16, PBKDF2Iterations))
 	}
-	return &pkcs.PBES2Opts{Cipher: pkcs.AES256CBC, KDFOpts: pkcs.NewPBKDF2Opts(pkcs.SHA256, 16, PBKDF2Iterations)}
+	return pkcs.NewPBESEncrypter(pkcs.AES256CBC, pkcs.NewPBKDF2Opts(pkcs.SHA256, 16, PBKDF2Iterations))
 }
 
 // MarshalPKCS8PEM encodes the private half of key as PKCS #8 PEM: a plain
