@@ -222,3 +222,15 @@ type OnceStore interface {
 	// callers exactly one gets it, the others ErrNotFound (as after expiry).
 	TakeOnce(ctx context.Context, namespace, key string) ([]byte, error)
 }
+
+// CheckQRMutation enforces what a TransitionQR mutate function may change:
+// Data, BindingHash, and ExpiresAt only to shorten it. Anything else is
+// ErrInvalidArgument (the store owns ID, State, Version, ClientID, CreatedAt).
+func CheckQRMutation(before, after QRTransaction) error {
+	if after.ID != before.ID || after.State != before.State || after.Version != before.Version ||
+		after.ClientID != before.ClientID || !after.CreatedAt.Equal(before.CreatedAt) ||
+		after.ExpiresAt.After(before.ExpiresAt) {
+		return ErrInvalidArgument
+	}
+	return nil
+}

@@ -1,0 +1,192 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/ory/fosite"
+	"golang.org/x/text/language"
+)
+
+// RequestCodec turns fosite requests into bytes and back. fosite.Request holds
+// a Client interface and a Session interface and cannot be unmarshalled on
+// its own: the codec stores the client id and the session JSON and rebuilds
+// them with Lookup and NewSession. Numbers in the session are decoded with
+// json.Number (UseNumber), so integer claims stay integers (no float64
+// rounding of e.g. 1700000000123). Both backends store exactly these bytes,
+// so they behave identically.
+type RequestCodec struct {
+	Lookup     LookupClient
+	NewSession NewSessionFunc
+}
+
+// requestRecord is the stored form of a fosite.Requester (and, when
+// Authorize is set, of a fosite.AuthorizeRequester).
+type requestRecord struct {
+	ID                string          `json:"id"`
+	RequestedAt       time.Time       `json:"rat"`
+	ClientID          string          `json:"cid"`
+	Scopes            []string        `json:"scp,omitempty"`
+	GrantedScopes     []string        `json:"gsc,omitempty"`
+	Form              url.Values      `json:"form,omitempty"`
+	RequestedAudience []string        `json:"aud,omitempty"`
+	GrantedAudience   []string        `json:"gaud,omitempty"`
+	Lang              string          `json:"lang,omitempty"`
+	Session           json.RawMessage `json:"sess,omitempty"`
+	Authorize         *authorizePart  `json:"az,omitempty"`
+}
+
+type authorizePart struct {
+	ResponseTypes        []string `json:"rt,omitempty"`
+	RedirectURI          string   `json:"ru,omitempty"`
+	State                string   `json:"st,omitempty"`
+	HandledResponseTypes []string `json:"hrt,omitempty"`
+	ResponseMode         string   `json:"rm,omitempty"`
+	DefaultResponseMode  string   `json:"drm,omitempty"`
+}
+
+// Encode serialises r. ErrInvalidArgument if r or its client is nil.
+func (c RequestCodec) Encode(r fosite.Requester) ([]byte, error) {
+	if r == nil || r.GetClient() == nil {
+		return nil, fmt.Errorf("%w: nil request or client", ErrInvalidArgument)
+	}
+	rec := requestRecord{
+		ID:                r.GetID(),
+		RequestedAt:       r.GetRequestedAt().UTC(),
+		ClientID:          r.GetClient().GetID(),
+		Scopes:            r.GetRequestedScopes(),
+		GrantedScopes:     r.GetGrantedScopes(),
+		Form:              r.GetRequestForm(),
+		RequestedAudience: r.GetRequestedAudience(),
+		GrantedAudience:   r.GetGrantedAudience(),
+	}
+	if l, ok := r.(interface{ GetLang() language.Tag }); ok && l.GetLang() != language.Und {
+		rec.Lang = l.GetLang().String()
+	}
+	if s := r.GetSession(); s != nil {
+		b, err := json.Marshal(s)
+		if err != nil {
+			return nil, fmt.Errorf("storage: encode session: %w", err)
+		}
+		rec.Session = b
+	}
+	if ar, ok := r.(fosite.AuthorizeRequester); ok {
+		p := &authorizePart{
+			ResponseTypes:        ar.GetResponseTypes(),
+			State:                ar.GetState(),
+			HandledResponseTypes: handled(ar),
+			ResponseMode:         string(ar.GetResponseMode()),
+			DefaultResponseMode:  string(ar.GetDefaultResponseMode()),
+		}
+		if u := ar.GetRedirectURI(); u != nil {
+			p.RedirectURI = u.String()
+		}
+		rec.Authorize = p
+	}
+	return json.Marshal(rec)
+}
+
+func handled(ar fosite.AuthorizeRequester) []string {
+	var out []string
+	for _, rt := range ar.GetResponseTypes() {
+		if ar.DidHandleAllResponseTypes() || isHandled(ar, rt) {
+			out = append(out, rt)
+		}
+	}
+	return out
+}
+
+func isHandled(ar fosite.AuthorizeRequester, rt string) bool {
+	if a, ok := ar.(*fosite.AuthorizeRequest); ok {
+		return a.HandledResponseTypes.Has(rt)
+	}
+	return false
+}
+
+// Decode rebuilds a request encoded by Encode: a *fosite.AuthorizeRequest if
+// it was an authorize request, else a *fosite.Request. The client comes from
+// Lookup (its errors are returned wrapped: ErrNotFound for a deleted client,
+// ErrUnavailable for an outage); the session from NewSession.
+func (c RequestCodec) Decode(ctx context.Context, data []byte) (fosite.Requester, error) {
+	var rec requestRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("storage: decode request: %w", err)
+	}
+	if c.Lookup == nil || c.NewSession == nil {
+		return nil, fmt.Errorf("%w: codec needs Lookup and NewSession", ErrInvalidArgument)
+	}
+	cl, err := c.Lookup(ctx, rec.ClientID)
+	if err != nil {
+		return nil, fmt.Errorf("storage: client %q of stored request: %w", rec.ClientID, err)
+	}
+	sess := c.NewSession()
+	if len(rec.Session) > 0 && sess != nil {
+		dec := json.NewDecoder(bytes.NewReader(rec.Session))
+		dec.UseNumber()
+		if err := dec.Decode(sess); err != nil {
+			return nil, fmt.Errorf("storage: decode session: %w", err)
+		}
+	}
+	req := fosite.Request{
+		ID:                rec.ID,
+		RequestedAt:       rec.RequestedAt,
+		Client:            cl,
+		RequestedScope:    fosite.Arguments(nonNil(rec.Scopes)),
+		GrantedScope:      fosite.Arguments(nonNil(rec.GrantedScopes)),
+		Form:              rec.Form,
+		Session:           sess,
+		RequestedAudience: fosite.Arguments(nonNil(rec.RequestedAudience)),
+		GrantedAudience:   fosite.Arguments(nonNil(rec.GrantedAudience)),
+	}
+	if req.Form == nil {
+		req.Form = url.Values{}
+	}
+	if rec.Lang != "" {
+		if tag, err := language.Parse(rec.Lang); err == nil {
+			req.Lang = tag
+		}
+	}
+	if rec.Authorize == nil {
+		return &req, nil
+	}
+	ar := &fosite.AuthorizeRequest{
+		ResponseTypes:        fosite.Arguments(nonNil(rec.Authorize.ResponseTypes)),
+		State:                rec.Authorize.State,
+		HandledResponseTypes: fosite.Arguments(nonNil(rec.Authorize.HandledResponseTypes)),
+		ResponseMode:         fosite.ResponseModeType(rec.Authorize.ResponseMode),
+		DefaultResponseMode:  fosite.ResponseModeType(rec.Authorize.DefaultResponseMode),
+		Request:              req,
+	}
+	if rec.Authorize.RedirectURI != "" {
+		u, err := url.Parse(rec.Authorize.RedirectURI)
+		if err != nil {
+			return nil, fmt.Errorf("storage: decode redirect uri: %w", err)
+		}
+		ar.RedirectURI = u
+	}
+	return ar, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// HashKey returns the storage key for a secret-bearing value (code or token
+// signature, request URI, jti, session id): base64url(SHA-256(kind 0x00
+// value)). Backends never use raw values as keys.
+func HashKey(kind, value string) string {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write([]byte(value))
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
