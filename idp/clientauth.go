@@ -32,7 +32,7 @@ const (
 // private_key_jwt (RFC 7523 §2.2 with the profile's alg: SM2SM3 on gm,
 // ES256 on intl) or, for intl clients registered for it, client_secret_basic
 // (HMAC-SM3 hash compared in constant time). Never "none", never
-// client_secret_post. The client is recorded in the request's authnSlot.
+// client_secret_post.
 func (pr *profile) authenticateClient(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
 	c, err := pr.authenticate(ctx, r, form)
 	if err != nil {
@@ -40,13 +40,10 @@ func (pr *profile) authenticateClient(ctx context.Context, r *http.Request, form
 			return nil, fosite.ErrTemporarilyUnavailable.WithWrap(err)
 		}
 		var rfc *fosite.RFC6749Error
-		if errors.As(err, &rfc) {
+		if errors.As(err, &rfc) && (rfc.ErrorField == fosite.ErrInvalidClient.ErrorField || rfc.ErrorField == fosite.ErrInvalidRequest.ErrorField) {
 			return nil, rfc
 		}
 		return nil, fosite.ErrInvalidClient.WithWrap(err).WithDebug(err.Error())
-	}
-	if slot, ok := ctx.Value(authnKey).(*authnSlot); ok {
-		slot.client = c
 	}
 	return c, nil
 }

@@ -15,25 +15,25 @@ import (
 //
 //   - storage.ErrUnavailable anywhere in the chain → 503 temporarily_unavailable
 //     (never invalid_grant, never active:false);
+//   - an *fosite.RFC6749Error (other than fosite's internal not_found) is kept;
 //   - ErrInactive (card/e-card not active, PIN must change) → invalid_grant;
 //   - storage.ErrNotFound → invalid_grant;
-//   - an *fosite.RFC6749Error is kept as is;
 //   - anything else → 500 server_error.
 func oauthError(err error) *fosite.RFC6749Error {
 	if err == nil {
 		return nil
 	}
-	switch {
-	case errors.Is(err, storage.ErrUnavailable):
+	if errors.Is(err, storage.ErrUnavailable) {
 		return fosite.ErrTemporarilyUnavailable.WithWrap(err)
-	case errors.Is(err, ErrInactive):
-		return fosite.ErrInvalidGrant.WithHint("The holder's card or e-card is not active.").WithWrap(err)
 	}
 	var rfc *fosite.RFC6749Error
-	if errors.As(err, &rfc) {
-		return rfc
+	if errors.As(err, &rfc) && rfc.ErrorField != fosite.ErrNotFound.ErrorField {
+		return rfc // the outermost OAuth error decides (e.g. access_denied wrapping ErrInactive)
 	}
-	if errors.Is(err, storage.ErrNotFound) {
+	switch {
+	case errors.Is(err, ErrInactive):
+		return fosite.ErrInvalidGrant.WithHint("The holder's card or e-card is not active.").WithWrap(err)
+	case errors.Is(err, storage.ErrNotFound):
 		return fosite.ErrInvalidGrant.WithWrap(err)
 	}
 	return fosite.ErrServerError.WithWrap(err)

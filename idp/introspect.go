@@ -12,45 +12,70 @@ import (
 )
 
 // introspect is the RFC 7662 endpoint. Callers authenticate like at the
-// token endpoint; a caller sees only tokens issued to itself or naming it in
-// their audience (any other token is active:false). A holder token whose
-// card or e-card is no longer active is active:false; a store outage is 503.
+// token endpoint (fosite's own introspection handler only knows basic auth
+// with its own secret hashing, so the caller is authenticated here); a caller
+// sees only tokens issued to itself or naming it in their audience (any
+// other token is active:false). A holder token whose card or e-card is no
+// longer active is active:false; a store outage is 503, never active:false.
 func (pr *profile) introspect(w http.ResponseWriter, r *http.Request) {
-	slot := &authnSlot{}
-	ctx := context.WithValue(r.Context(), authnKey, slot)
-	r = r.WithContext(ctx)
-	ir, err := pr.oauth.NewIntrospectionRequest(ctx, r, newSession(pr.name))
+	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, fosite.ErrInvalidRequest)
+		return
+	}
+	caller, err := pr.authenticateClient(ctx, r, r.PostForm)
 	if err != nil {
 		if isUnavailable(err) {
 			writeUnavailable(w)
 			return
 		}
-		pr.oauth.WriteIntrospectionError(ctx, w, err)
+		writeOAuthError(w, oauthError(err))
 		return
 	}
-	if slot.client == nil {
-		pr.oauth.WriteIntrospectionError(ctx, w, fosite.ErrRequestUnauthorized)
+	if len(r.PostForm["token"]) != 1 || r.PostForm.Get("token") == "" || len(r.PostForm["token_type_hint"]) > 1 {
+		writeOAuthError(w, fosite.ErrInvalidRequest.WithHint("Exactly one token parameter is required."))
 		return
 	}
-	if ir.IsActive() {
-		tr := ir.GetAccessRequester()
-		caller := slot.client.rec.ID
-		if tr.GetClient().GetID() != caller && !slices.Contains(tr.GetGrantedAudience(), caller) {
-			pr.oauth.WriteIntrospectionError(ctx, w, fosite.ErrInactiveToken)
+	tu, ar, err := pr.oauth.IntrospectToken(ctx, r.PostForm.Get("token"), fosite.TokenUse(r.PostForm.Get("token_type_hint")), newSession(pr.name))
+	if err != nil {
+		if isUnavailable(err) {
+			writeUnavailable(w)
 			return
 		}
-		if s, ok := tr.GetSession().(*Session); ok && s.HolderID != "" {
-			if _, err := pr.p.cfg.Holders.Identity(ctx, s.HolderID, s.ECardID); err != nil {
-				if isUnavailable(err) {
-					writeUnavailable(w)
-					return
-				}
-				pr.oauth.WriteIntrospectionError(ctx, w, fosite.ErrInactiveToken.WithWrap(err))
+		writeInactive(w)
+		return
+	}
+	id := caller.GetID()
+	if ar.GetClient().GetID() != id && !slices.Contains(ar.GetGrantedAudience(), id) {
+		writeInactive(w)
+		return
+	}
+	if s, ok := ar.GetSession().(*Session); ok && s.HolderID != "" {
+		if _, err := pr.p.cfg.Holders.Identity(ctx, s.HolderID, s.ECardID); err != nil {
+			if isUnavailable(err) {
+				writeUnavailable(w)
 				return
 			}
+			writeInactive(w)
+			return
 		}
 	}
-	pr.oauth.WriteIntrospectionResponse(ctx, w, ir)
+	pr.oauth.WriteIntrospectionResponse(ctx, w, &fosite.IntrospectionResponse{Active: true, AccessRequester: ar, TokenUse: tu, AccessTokenType: "Bearer"})
+}
+
+func writeInactive(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]bool{"active": false})
+}
+
+// writeOAuthError writes an RFC 6749 §5.2 JSON error (no debug details).
+func writeOAuthError(w http.ResponseWriter, e *fosite.RFC6749Error) {
+	w.Header().Set("Cache-Control", "no-store")
+	status := e.CodeField
+	if status == 0 {
+		status = http.StatusBadRequest
+	}
+	writeJSON(w, status, map[string]string{"error": e.ErrorField, "error_description": e.GetDescription()})
 }
 
 // revoke is the RFC 7009 endpoint (authenticated; a client revokes only its

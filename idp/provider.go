@@ -168,15 +168,6 @@ func derive(secret []byte, label string) []byte {
 	return m.Sum(nil)
 }
 
-// fositeCtxKey avoids collisions for values this package puts in contexts.
-type ctxKey int
-
-const authnKey ctxKey = iota
-
-// authnSlot receives the client authenticated by the client authentication
-// strategy during a fosite call (introspection needs the caller).
-type authnSlot struct{ client *client }
-
 // LookupClient resolves a client of either profile for a session store that
 // rebuilds stored requests (storage.LookupClient). Unknown or disabled
 // clients wrap storage.ErrNotFound, so their stored tokens read as not found.
