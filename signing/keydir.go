@@ -115,6 +115,20 @@ func keyFileName(alg, kid string) string {
 	return strings.ToLower(alg) + "-" + kid + ".pem"
 }
 
+// isKeyFileName reports whether n has the form of a key file of ours, so
+// Save never deletes other files sharing the directory (e.g. registry keys).
+func isKeyFileName(n string) bool {
+	if !strings.HasSuffix(n, ".pem") {
+		return false
+	}
+	for _, alg := range Algs() {
+		if strings.HasPrefix(n, strings.ToLower(alg)+"-") {
+			return true
+		}
+	}
+	return false
+}
+
 // Path returns the directory.
 func (d *KeyDir) Path() string { return d.path }
 
@@ -164,7 +178,7 @@ func (d *KeyDir) Save() error {
 	}
 	for _, de := range des {
 		n := de.Name()
-		if !keep[n] && strings.HasSuffix(n, ".pem") && de.Type().IsRegular() {
+		if !keep[n] && isKeyFileName(n) && de.Type().IsRegular() {
 			if err := os.Remove(filepath.Join(d.path, n)); err != nil {
 				return fmt.Errorf("keydir: %w", err)
 			}

@@ -24,6 +24,7 @@ var commands = map[string]command{
 	"cards":   {summary: "issue cards and run their lifecycle (loss, unfreeze, replace, cancel, PIN); bulk import", run: runCards},
 	"clients": {summary: "register, show, list and disable OAuth clients", run: runClients},
 	"audit":   {summary: "verify or list the tamper-evident audit log", run: runAudit},
+	"keys":    {summary: "generate, show and rotate the signing keys of a key directory", run: runKeys},
 }
 
 func main() {
