@@ -262,6 +262,15 @@ func (p *Provider) Complete(w http.ResponseWriter, r *http.Request, pending []by
 		pr.authorizeError(w, r, ar, err)
 		return
 	}
+	if p.cfg.Logins != nil {
+		c := ar.GetClient().(*client)
+		l := Login{HolderID: a.HolderID, ClientID: c.rec.ID, Profile: pr.name, SID: sess.SID, Subject: sess.Subject,
+			RequestID: ar.GetID(), ExpiresAt: p.now().Add(c.lt.RefreshToken)}
+		if err := p.cfg.Logins.AddLogin(ctx, l); err != nil {
+			pr.authorizeError(w, r, ar, err)
+			return
+		}
+	}
 	pr.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 

@@ -213,6 +213,9 @@ type env struct {
 	sessions            *flakySessions
 	login               *testLogin
 	keys                *signing.KeySet
+	logins              *MemoryLoginIndex
+	events              *fakeEvents
+	bcl                 *bclReceiver
 	now                 *clock // drives idp and the session store; fosite itself uses time.Now
 	clientSM2, clientES *signing.Key
 	secret              string // of the intl basic client
@@ -262,6 +265,17 @@ func newEnv(t testing.TB) *env {
 	}, inactive: map[string]bool{}}
 	e.consent = &fakeConsent{m: map[string][]string{}}
 	e.login = &testLogin{}
+	e.logins = NewMemoryLoginIndex(e.now.Now)
+	e.events = &fakeEvents{cursors: map[string]int64{}}
+	e.bcl = &bclReceiver{}
+	bclSrv := httptest.NewServer(e.bcl)
+	t.Cleanup(bclSrv.Close)
+	for _, id := range []string{"rp-gm", "rp-intl"} {
+		c := e.clients.m[id]
+		c.BackchannelLogoutURI = bclSrv.URL + "/bcl/" + id
+		c.PostLogoutRedirectURIs = []string{"https://rp.example.com/bye"}
+		e.clients.m[id] = c
+	}
 	e.login.set(func(r LoginRequest) (Authentication, bool) {
 		return Authentication{HolderID: holderA, ECardID: ecardA, ACR: ACRPIN, AMR: []string{"hwk", "pin"},
 			AuthTime: time.Now(), Consented: r.Scopes}, true
@@ -282,7 +296,7 @@ func newEnv(t testing.TB) *env {
 	e.sessions = &flakySessions{Store: st}
 	prov, err = New(Config{
 		BaseURL: e.srv.URL, Keys: e.keys, Clients: e.clients, Sessions: e.sessions, Holders: e.holders,
-		Replay: e.sessions, Consent: e.consent, Login: e.login,
+		Replay: e.sessions, Consent: e.consent, Login: e.login, Logins: e.logins, Events: e.events,
 		GlobalSecret: []byte("global-secret-global-secret-0123"), PairwiseKey: []byte("pairwise-key-pairwise-key-012345"),
 		ClientSecretKey: clientSecretKey, ClientCacheTTL: -1, Now: e.now.Now,
 	})
@@ -401,3 +415,67 @@ func merge(vs ...url.Values) url.Values {
 func errorCode(m map[string]any) string { s, _ := m["error"].(string); return s }
 
 var _ = errors.Is
+
+// fakeEvents is an in-memory outbox with durable-looking cursors.
+type fakeEvents struct {
+	mu      sync.Mutex
+	evs     []storage.Event
+	cursors map[string]int64
+}
+
+func (f *fakeEvents) add(typ string, payload map[string]any) {
+	b, _ := json.Marshal(payload)
+	f.mu.Lock()
+	f.evs = append(f.evs, storage.Event{Seq: int64(len(f.evs) + 1), Type: typ, Payload: b})
+	f.mu.Unlock()
+}
+
+func (f *fakeEvents) Events(_ context.Context, after int64, limit int) ([]storage.Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []storage.Event
+	for _, e := range f.evs {
+		if e.Seq > after && len(out) < limit {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeEvents) Cursor(_ context.Context, name string) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cursors[name], nil
+}
+
+func (f *fakeEvents) AdvanceCursor(_ context.Context, name string, seq int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if seq > f.cursors[name] {
+		f.cursors[name] = seq
+	}
+	return nil
+}
+
+// bclReceiver is a relying party's back-channel logout endpoint.
+type bclReceiver struct {
+	mu     sync.Mutex
+	tokens map[string][]string // by path
+}
+
+func (b *bclReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	b.mu.Lock()
+	if b.tokens == nil {
+		b.tokens = map[string][]string{}
+	}
+	b.tokens[r.URL.Path] = append(b.tokens[r.URL.Path], r.PostForm.Get("logout_token"))
+	b.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}
+
+func (b *bclReceiver) got(path string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.tokens[path]...)
+}

@@ -49,7 +49,7 @@ func (l *Lifetimes) defaults() {
 
 // Config configures a Provider. Every interface field is required except
 // Consent (nil: consent is asked every time it is needed and never
-// remembered), Events (nil: no outbox consumer) and HTTPClient.
+// remembered), Events (nil: no outbox consumer), Logins and HTTPClient.
 type Config struct {
 	// BaseURL is the intl issuer, e.g. https://idp.example.gov.cn (no
 	// trailing slash); the gm issuer is BaseURL + "/gm".
@@ -62,6 +62,9 @@ type Config struct {
 	Consent  ConsentStore
 	Login    LoginStep
 	Events   EventSource
+	// Logins records sign-ins for logout (nil: logout revokes by subject
+	// only and sends no back-channel logout tokens).
+	Logins LoginIndex
 	// GlobalSecret keys the HMAC of codes and refresh tokens and the
 	// integrity of pending login state (≥ 32 bytes).
 	GlobalSecret []byte
