@@ -691,3 +691,30 @@ func TestUnavailable(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkVerifyPIN is one holder PIN check end to end on SQLite: lookup,
+// durable ChargePINAttempt, HMAC-SM3 compare, ResetPINFailures, holder read.
+func BenchmarkVerifyPIN(b *testing.B) {
+	secrets, err := essql.LoadOrCreateSecrets(filepath.Join(b.TempDir(), "keys"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg, err := essql.Open(context.Background(), essql.Config{URL: "sqlite://" + filepath.Join(b.TempDir(), "r.db"), Secrets: secrets, Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer reg.Close()
+	svc, _ := card.New(card.Config{Registry: reg, PINKey: secrets.PINKey, Logger: quiet(), Now: func() time.Time { return testNow }})
+	ctx := context.Background()
+	if _, err := svc.IssueCard(ctx, outlet, card.IssueRequest{SSN: aliceSSN, Name: "张秀英", Number: "A00000001", Region: "411302"}); err != nil {
+		b.Fatal(err)
+	}
+	if err := svc.ChangePIN(ctx, card.Actor{}, "A00000001", card.InitialPIN, "730591"); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := svc.VerifyPIN(ctx, "A00000001", "730591"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -253,3 +253,19 @@ func FuzzParseCardNumber(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkParseSSN(b *testing.B) {
+	s := makeSSN("411302", "19850314", "123")
+	for b.Loop() {
+		if _, err := ParseSSN(s, fixedNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPINVerifier(b *testing.B) {
+	key := make([]byte, 32)
+	for b.Loop() {
+		PINVerifier(key, "0123456789abcdef0123456789abcdef", "730591")
+	}
+}
