@@ -80,6 +80,9 @@ func (d *KeyDir) load(raw []byte) ([]Entry, error) {
 	if err := dec.Decode(&st); err != nil {
 		return nil, fmt.Errorf("keydir: %s: %v: %w", StateFile, err, ErrMalformed)
 	}
+	if dec.More() {
+		return nil, fmt.Errorf("keydir: %s: trailing data: %w", StateFile, ErrMalformed)
+	}
 	if st.Version != keyDirVersion {
 		return nil, fmt.Errorf("keydir: %s version %d: %w", StateFile, st.Version, ErrMalformed)
 	}
@@ -127,6 +130,24 @@ func isKeyFileName(n string) bool {
 		}
 	}
 	return false
+}
+
+// Reload re-reads the directory and replaces the set's entries in place (the
+// *KeySet handed to other components stays the same), so changes made by
+// another process (esscctl keys rotate) are picked up. On any error the set
+// is left unchanged. A missing state file is an error here.
+func (d *KeyDir) Reload() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	raw, err := os.ReadFile(filepath.Join(d.path, StateFile))
+	if err != nil {
+		return fmt.Errorf("keydir: %w", err)
+	}
+	entries, err := d.load(raw)
+	if err != nil {
+		return err
+	}
+	return d.set.Replace(entries)
 }
 
 // Path returns the directory.

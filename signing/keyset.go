@@ -167,6 +167,25 @@ func (s *KeySet) Add(e Entry) error {
 	return nil
 }
 
+// Replace swaps all entries for entries (validated as by Add, kids unique)
+// in one step; readers see either the old or the new set.
+func (s *KeySet) Replace(entries []Entry) error {
+	seen := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		if err := e.validate(); err != nil {
+			return err
+		}
+		if seen[e.Key.id] {
+			return fmt.Errorf("keyset: duplicate kid %q: %w", e.Key.id, ErrMalformed)
+		}
+		seen[e.Key.id] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.store(slices.Clone(entries))
+	return nil
+}
+
 func (s *KeySet) store(es []Entry) {
 	order := map[string]int{AlgSM2SM3: 0, AlgES256: 1, AlgRS256: 2}
 	slices.SortStableFunc(es, func(a, b Entry) int {

@@ -254,3 +254,54 @@ func TestKeyDir(t *testing.T) {
 		}
 	})
 }
+
+// TestKeyDirReload: a second writer (esscctl) rotates; the server's KeyDir
+// picks the change up in place and its next Save keeps the new key.
+func TestKeyDirReload(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	clk := &fakeClock{t: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}
+	cfg := KeySetConfig{Now: clk.Now}
+	server, err := OpenKeyDir(dir, nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Set().EnsureActive(clk.Now(), AlgES256); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Save(); err != nil {
+		t.Fatal(err)
+	}
+	set := server.Set()
+	ctl, err := OpenKeyDir(dir, nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := ctl.Rotate(AlgES256, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if server.Set() != set || len(set.Entries()) != 2 {
+		t.Fatalf("ok/reload in place: %d entries", len(set.Entries()))
+	}
+	if err := server.Save(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := OpenKeyDir(dir, nil, cfg)
+	if err != nil || len(again.Set().Entries()) != 2 {
+		t.Fatalf("ok/save after reload kept the new key: %v", err)
+	}
+	found := false
+	for _, e := range again.Set().Entries() {
+		found = found || e.Key.ID() == next.ID()
+	}
+	if !found {
+		t.Fatal("rotated key lost")
+	}
+	os.WriteFile(filepath.Join(dir, StateFile), []byte(`{"version":1,"keys":[]} {}`), 0o600)
+	if err := server.Reload(); !errors.Is(err, ErrMalformed) || len(set.Entries()) != 2 {
+		t.Fatalf("fail/reload of a bad state leaves the set: %v", err)
+	}
+}

@@ -138,8 +138,8 @@ func run(ctx context.Context, args []string, logger *slog.Logger) error {
 	return nil
 }
 
-// maintainKeys applies the rotation schedule (new pending keys, pruning)
-// every interval until ctx ends.
+// maintainKeys reloads the key directory and applies the rotation schedule
+// (new pending keys, pruning) every interval until ctx ends.
 func maintainKeys(ctx context.Context, keys *signing.KeyDir, every time.Duration, logger *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -148,6 +148,12 @@ func maintainKeys(ctx context.Context, keys *signing.KeyDir, every time.Duration
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			// Pick up changes made by `esscctl keys` first, so Save never
+			// overwrites them.
+			if err := keys.Reload(); err != nil {
+				logger.Error("reload signing keys", "err", err)
+				continue
+			}
 			changed, err := keys.Maintain(now)
 			if err != nil {
 				logger.Error("key rotation", "err", err)
