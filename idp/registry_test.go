@@ -1,0 +1,88 @@
+package idp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/essc-project/essc/storage"
+)
+
+// fakeRegistry answers the three reads RegistryDirectory makes; the embedded
+// interface is nil so any other call would fail the test loudly.
+type fakeRegistry struct {
+	storage.RegistryReader
+	ecards  map[string]storage.ECard
+	cards   map[string]storage.Card
+	holders map[string]storage.Holder
+	down    bool
+}
+
+func (f *fakeRegistry) get(ok bool) error {
+	if f.down {
+		return fmt.Errorf("db: %w", storage.ErrUnavailable)
+	}
+	if !ok {
+		return storage.ErrNotFound
+	}
+	return nil
+}
+
+func (f *fakeRegistry) ECard(_ context.Context, id string) (storage.ECard, error) {
+	e, ok := f.ecards[id]
+	return e, f.get(ok)
+}
+
+func (f *fakeRegistry) Card(_ context.Context, id string) (storage.Card, error) {
+	c, ok := f.cards[id]
+	return c, f.get(ok)
+}
+
+func (f *fakeRegistry) Holder(_ context.Context, id string) (storage.Holder, error) {
+	h, ok := f.holders[id]
+	return h, f.get(ok)
+}
+
+func TestRegistryDirectory(t *testing.T) {
+	base := func() *fakeRegistry {
+		return &fakeRegistry{
+			ecards:  map[string]storage.ECard{"e1": {ID: "e1", CardID: "c1", HolderID: "h1", Level: 2, Status: storage.ECardActive}},
+			cards:   map[string]storage.Card{"c1": {ID: "c1", HolderID: "h1", Region: "410100", Status: storage.CardActive}},
+			holders: map[string]storage.Holder{"h1": {ID: "h1", Name: "李四", SSN: "410102198001011234", SSNMasked: "4101**********1234"}},
+		}
+	}
+	for _, tt := range []struct {
+		name   string
+		mutate func(*fakeRegistry)
+		holder string
+		want   error
+	}{
+		{"ok/active", func(*fakeRegistry) {}, "h1", nil},
+		{"fail/unknown e-card", func(f *fakeRegistry) { delete(f.ecards, "e1") }, "h1", ErrInactive},
+		{"fail/other holder", func(*fakeRegistry) {}, "h2", ErrInactive},
+		{"fail/e-card suspended", func(f *fakeRegistry) { e := f.ecards["e1"]; e.Status = storage.ECardSuspended; f.ecards["e1"] = e }, "h1", ErrInactive},
+		{"fail/card lost", func(f *fakeRegistry) { c := f.cards["c1"]; c.Status = storage.CardLost; f.cards["c1"] = c }, "h1", ErrInactive},
+		{"fail/card cancelled", func(f *fakeRegistry) { c := f.cards["c1"]; c.Status = storage.CardCancelled; f.cards["c1"] = c }, "h1", ErrInactive},
+		{"fail/initial PIN", func(f *fakeRegistry) { c := f.cards["c1"]; c.PIN.MustChange = true; f.cards["c1"] = c }, "h1", ErrInactive},
+		{"fail/registry down", func(f *fakeRegistry) { f.down = true }, "h1", storage.ErrUnavailable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := base()
+			tt.mutate(f)
+			id, err := RegistryDirectory{Registry: f}.Identity(context.Background(), tt.holder, "e1")
+			if tt.want == nil {
+				if err != nil || id.Name != "李四" || id.Level != 2 || id.Region != "410100" || id.SSNMasked == "" {
+					t.Fatalf("%+v %v", id, err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err %v, want %v", err, tt.want)
+			}
+			if tt.want == ErrInactive && errors.Is(err, storage.ErrUnavailable) {
+				t.Fatal("inactive reported as outage")
+			}
+		})
+	}
+}
