@@ -89,8 +89,8 @@ func userClaims(id Identity, granted []string) map[string]any {
 }
 
 // needsConsent lists the requested scopes that need the holder's explicit
-// consent: essc.ssn always, anything else not granted before. openid and
-// offline_access are implied by signing in.
+// consent: essc.ssn always (never remembered), anything else not granted
+// before. openid is implied by signing in.
 func needsConsent(requested, granted []string) []string {
 	var out []string
 	for _, s := range requested {

@@ -482,6 +482,19 @@ func TestStoreDown503(t *testing.T) {
 			t.Fatalf("%d %v", s, body)
 		}
 	})
+	t.Run("fail/client registry down: authorize 503 page, no redirect", func(t *testing.T) {
+		e.sessions.down.Store(false)
+		e.clients.down.Store(true)
+		defer e.clients.down.Store(false)
+		resp := e.browse("/gm/oauth2/authorize", authorizeParams("rp-gm", gmCB, ch))
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Location") != "" {
+			t.Fatalf("%d %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		s, body := e.post("/gm/oauth2/token", merge(url.Values{"grant_type": {"client_credentials"}}, e.gmAuth("rp-gm")), nil)
+		if s != http.StatusServiceUnavailable || errorCode(body) != "temporarily_unavailable" {
+			t.Fatalf("token with registry down: %d %v", s, body)
+		}
+	})
 	t.Run("fail/registry down: userinfo 503", func(t *testing.T) {
 		e.sessions.down.Store(false)
 		e.holders.down.Store(true)
