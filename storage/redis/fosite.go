@@ -1,0 +1,385 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/essc-project/essc/storage"
+)
+
+const (
+	kindCode    = "code"
+	kindPKCE    = "pkce"
+	kindOIDC    = "oidc"
+	kindPAR     = "par"
+	kindAccess  = "at"
+	kindRefresh = "rt"
+	kindJTI     = "jti"
+	kindReq     = "req"
+	kindSubject = "sub"
+)
+
+func (s *Store) reqKey(requestID string) string { return s.key(kindReq, requestID) }
+
+// put stores r under kind/raw in one round trip: the item, and for tokens
+// the request-id index and the subject indexes (one script per key, so each
+// is single-slot; they are pipelined together).
+func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, tt fosite.TokenType, index bool, accessRaw string) error {
+	if raw == "" || r == nil {
+		return fmt.Errorf("%w: empty %s key or nil request", storage.ErrInvalidArgument, kind)
+	}
+	data, err := s.codec.Encode(r)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	exp := storage.ExpiryOf(r, tt, now, s.fallback)
+	if !exp.After(now) {
+		return nil // already expired by its own session: it would read as not found
+	}
+	ttl := s.ttlMS(exp)
+	k := s.key(kind, raw)
+	access := ""
+	if accessRaw != "" {
+		access = s.key(kindAccess, accessRaw)
+	}
+	var subjects []string
+	if index {
+		subjects = s.subjects(r)
+	}
+	_, err = s.pipe(ctx, "put "+kind, func(p redis.Pipeliner) {
+		if index {
+			// Index first: a crash between the two leaves an index entry
+			// pointing at nothing, never a token that revocation cannot find.
+			idxAdd.EvalSha(ctx, p, []string{s.reqKey(r.GetID())}, k, ttl)
+			for _, subj := range subjects {
+				idxAdd.EvalSha(ctx, p, []string{s.key(kindSubject, subj)}, r.GetID(), ttl)
+			}
+		}
+		putItem.EvalSha(ctx, p, []string{k}, data, r.GetID(), ms(exp), ttl, access)
+	})
+	return err
+}
+
+// item is a stored fosite item.
+type item struct {
+	data        []byte
+	invalidated bool
+	rotatedAt   int64
+}
+
+func (s *Store) get(ctx context.Context, kind, raw string) (item, error) {
+	m, err := s.c.HGetAll(ctx, s.key(kind, raw)).Result()
+	if err != nil {
+		return item{}, wrap("get "+kind, err)
+	}
+	x, ok := m["x"]
+	if !ok || atoi(x) <= ms(s.now()) {
+		return item{}, fmt.Errorf("%s: %w", kind, storage.ErrNotFound)
+	}
+	return item{data: []byte(m["d"]), invalidated: m["i"] == "1", rotatedAt: atoi(m["t"])}, nil
+}
+
+func (s *Store) getRequest(ctx context.Context, kind, raw string) (fosite.Requester, error) {
+	it, err := s.get(ctx, kind, raw)
+	if err != nil {
+		return nil, err
+	}
+	return s.codec.Decode(ctx, it.data)
+}
+
+func (s *Store) del(ctx context.Context, kind, raw string) error {
+	return wrap("del "+kind, s.c.Del(ctx, s.key(kind, raw)).Err())
+}
+
+// CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
+func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, code string, r fosite.Requester) error {
+	return s.put(ctx, kindCode, code, r, fosite.AuthorizeCode, false, "")
+}
+
+// GetAuthorizeCodeSession returns the request; for an invalidated code the
+// request together with fosite.ErrInvalidatedAuthorizeCode.
+func (s *Store) GetAuthorizeCodeSession(ctx context.Context, code string, _ fosite.Session) (fosite.Requester, error) {
+	it, err := s.get(ctx, kindCode, code)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.codec.Decode(ctx, it.data)
+	if err != nil {
+		return nil, err
+	}
+	if it.invalidated {
+		return r, fmt.Errorf("code: %w", fosite.ErrInvalidatedAuthorizeCode)
+	}
+	return r, nil
+}
+
+// InvalidateAuthorizeCodeSession marks the code used (one Lua script):
+// exactly one of concurrent callers gets nil.
+func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, code string) error {
+	v, err := s.run(ctx, "invalidate code", invalidateCode, []string{s.key(kindCode, code)}, ms(s.now()))
+	if err != nil {
+		return err
+	}
+	switch v.(int64) {
+	case 1:
+		return nil
+	case 2:
+		return fmt.Errorf("code: %w", fosite.ErrInvalidatedAuthorizeCode)
+	default:
+		return fmt.Errorf("code: %w", storage.ErrNotFound)
+	}
+}
+
+// CreatePKCERequestSession implements pkce.PKCERequestStorage.
+func (s *Store) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.put(ctx, kindPKCE, sig, r, fosite.AuthorizeCode, false, "")
+}
+
+// GetPKCERequestSession implements pkce.PKCERequestStorage.
+func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+	return s.getRequest(ctx, kindPKCE, sig)
+}
+
+// DeletePKCERequestSession implements pkce.PKCERequestStorage.
+func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
+	return s.del(ctx, kindPKCE, sig)
+}
+
+// CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+func (s *Store) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
+	return s.put(ctx, kindOIDC, code, r, fosite.AuthorizeCode, false, "")
+}
+
+// GetOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, _ fosite.Requester) (fosite.Requester, error) {
+	return s.getRequest(ctx, kindOIDC, code)
+}
+
+// DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
+	return s.del(ctx, kindOIDC, code)
+}
+
+// CreatePARSession implements fosite.PARStorage.
+func (s *Store) CreatePARSession(ctx context.Context, uri string, r fosite.AuthorizeRequester) error {
+	return s.put(ctx, kindPAR, uri, r, fosite.PushedAuthorizeRequestContext, false, "")
+}
+
+// GetPARSession implements fosite.PARStorage.
+func (s *Store) GetPARSession(ctx context.Context, uri string) (fosite.AuthorizeRequester, error) {
+	r, err := s.getRequest(ctx, kindPAR, uri)
+	if err != nil {
+		return nil, err
+	}
+	ar, ok := r.(fosite.AuthorizeRequester)
+	if !ok {
+		return nil, fmt.Errorf("par: stored request is not an authorize request: %w", storage.ErrNotFound)
+	}
+	return ar, nil
+}
+
+// DeletePARSession implements fosite.PARStorage.
+func (s *Store) DeletePARSession(ctx context.Context, uri string) error {
+	return s.del(ctx, kindPAR, uri)
+}
+
+// CreateAccessTokenSession implements oauth2.AccessTokenStorage.
+func (s *Store) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.put(ctx, kindAccess, sig, r, fosite.AccessToken, true, "")
+}
+
+// GetAccessTokenSession implements oauth2.AccessTokenStorage.
+func (s *Store) GetAccessTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+	return s.getRequest(ctx, kindAccess, sig)
+}
+
+// DeleteAccessTokenSession implements oauth2.AccessTokenStorage.
+func (s *Store) DeleteAccessTokenSession(ctx context.Context, sig string) error {
+	return s.del(ctx, kindAccess, sig)
+}
+
+// CreateRefreshTokenSession implements oauth2.RefreshTokenStorage.
+func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, r fosite.Requester) error {
+	return s.put(ctx, kindRefresh, sig, r, fosite.RefreshToken, true, accessSig)
+}
+
+// GetRefreshTokenSession returns the request; a token rotated longer ago
+// than the grace window returns the request with fosite.ErrInactiveToken.
+func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
+	it, err := s.get(ctx, kindRefresh, sig)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.codec.Decode(ctx, it.data)
+	if err != nil {
+		return nil, err
+	}
+	if it.rotatedAt != 0 && ms(s.now())-it.rotatedAt >= s.grace.Milliseconds() {
+		return r, fmt.Errorf("refresh token rotated: %w", fosite.ErrInactiveToken)
+	}
+	return r, nil
+}
+
+// DeleteRefreshTokenSession implements oauth2.RefreshTokenStorage.
+func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
+	return s.del(ctx, kindRefresh, sig)
+}
+
+// RotateRefreshToken marks sig rotated (atomic) and deletes the access token
+// issued with it.
+func (s *Store) RotateRefreshToken(ctx context.Context, _ string, sig string) error {
+	v, err := s.run(ctx, "rotate refresh", rotateRefresh, []string{s.key(kindRefresh, sig)}, ms(s.now()), s.grace.Milliseconds())
+	if err != nil {
+		return err
+	}
+	res, _ := v.([]any)
+	if len(res) != 2 {
+		return fmt.Errorf("redis rotate refresh: unexpected reply %v", v)
+	}
+	switch res[0].(int64) {
+	case 1:
+		if a, _ := res[1].(string); a != "" {
+			return wrap("rotate refresh: delete access", s.c.Del(ctx, a).Err())
+		}
+		return nil
+	case 2:
+		return nil
+	case 3:
+		return fmt.Errorf("refresh token rotated: %w", fosite.ErrInactiveToken)
+	default:
+		return fmt.Errorf("refresh token: %w", storage.ErrNotFound)
+	}
+}
+
+// RevokeRefreshToken deletes every refresh and access token of requestID.
+func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	_, err := s.revoke(ctx, []string{requestID}, true)
+	return err
+}
+
+// RevokeAccessToken deletes every access token of requestID.
+func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
+	_, err := s.revoke(ctx, []string{requestID}, false)
+	return err
+}
+
+// RevokeRequest deletes every token of requestID.
+func (s *Store) RevokeRequest(ctx context.Context, requestID string) error {
+	_, err := s.revoke(ctx, []string{requestID}, true)
+	return err
+}
+
+// revoke deletes the tokens of the request ids (all, or access only) in two
+// round trips (read the indexes, delete) and returns how many request ids
+// still had a token.
+func (s *Store) revoke(ctx context.Context, requestIDs []string, refresh bool) (int, error) {
+	if len(requestIDs) == 0 {
+		return 0, nil
+	}
+	cmds, err := s.pipe(ctx, "revoke: read index", func(p redis.Pipeliner) {
+		for _, rid := range requestIDs {
+			p.SMembers(ctx, s.reqKey(rid))
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	accessMark := s.p + kindAccess + ":{"
+	type del struct {
+		rid int
+		cmd *redis.IntCmd
+	}
+	var dels []del
+	_, err = s.pipe(ctx, "revoke: delete", func(p redis.Pipeliner) {
+		for i, c := range cmds {
+			members, _ := c.(*redis.StringSliceCmd).Result()
+			var left []any
+			for _, k := range members {
+				if refresh || strings.HasPrefix(k, accessMark) {
+					dels = append(dels, del{i, p.Del(ctx, k)})
+				} else {
+					left = append(left, k)
+				}
+			}
+			if refresh {
+				p.Del(ctx, s.reqKey(requestIDs[i]))
+			} else if len(members) > len(left) {
+				rm := make([]any, 0, len(members)-len(left))
+				for _, k := range members {
+					if strings.HasPrefix(k, accessMark) {
+						rm = append(rm, k)
+					}
+				}
+				p.SRem(ctx, s.reqKey(requestIDs[i]), rm...)
+			}
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	hit := map[int]bool{}
+	for _, d := range dels {
+		if d.cmd.Val() > 0 {
+			hit[d.rid] = true
+		}
+	}
+	return len(hit), nil
+}
+
+// RevokeSubject deletes the tokens of every request indexed under subject.
+func (s *Store) RevokeSubject(ctx context.Context, subject string) (int, error) {
+	k := s.key(kindSubject, subject)
+	rids, err := s.c.SMembers(ctx, k).Result()
+	if err != nil {
+		return 0, wrap("revoke subject", err)
+	}
+	n, err := s.revoke(ctx, rids, true)
+	if err != nil {
+		return n, err
+	}
+	return n, wrap("revoke subject: delete index", s.c.Del(ctx, k).Err())
+}
+
+// ClientAssertionJWTValid returns fosite.ErrJTIKnown for a live jti.
+func (s *Store) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+	v, err := s.c.Get(ctx, s.key(kindJTI, jti)).Result()
+	if err != nil {
+		if err == redis.Nil {
+			return nil
+		}
+		return wrap("jti", err)
+	}
+	if atoi(v) > ms(s.now()) {
+		return fosite.ErrJTIKnown
+	}
+	return nil
+}
+
+// SetClientAssertionJWT records jti until exp (atomic set-if-absent);
+// fosite.ErrJTIKnown if live.
+func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+	if jti == "" {
+		return fmt.Errorf("%w: empty jti", storage.ErrInvalidArgument)
+	}
+	now := s.now()
+	if !exp.After(now) {
+		if err := s.ClientAssertionJWTValid(ctx, jti); err != nil {
+			return err
+		}
+		return nil
+	}
+	v, err := s.run(ctx, "jti", setIfAbsent, []string{s.key(kindJTI, jti)}, ms(now), ms(exp), s.ttlMS(exp))
+	if err != nil {
+		return err
+	}
+	if v.(int64) == 0 {
+		return fosite.ErrJTIKnown
+	}
+	return nil
+}

@@ -1,0 +1,95 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/essc-project/essc/storage"
+)
+
+// Seen implements storage.ReplayCache (one Lua script).
+func (s *Store) Seen(ctx context.Context, namespace, key string, ttl time.Duration) (bool, error) {
+	if ttl <= 0 || key == "" {
+		return false, fmt.Errorf("%w: replay key and ttl required", storage.ErrInvalidArgument)
+	}
+	now := s.now()
+	exp := now.Add(ttl)
+	v, err := s.run(ctx, "seen", setIfAbsent, []string{s.key("seen:"+namespace, key)}, ms(now), ms(exp), s.ttlMS(exp))
+	if err != nil {
+		return false, err
+	}
+	return v.(int64) == 1, nil
+}
+
+// Allow implements storage.RateLimiter: one INCR script on a key per
+// clock-aligned window, expiring with the window.
+func (s *Store) Allow(ctx context.Context, key string, limit int, window time.Duration) (storage.RateDecision, error) {
+	if limit <= 0 || window <= 0 || key == "" {
+		return storage.RateDecision{}, fmt.Errorf("%w: rate key, limit and window required", storage.ErrInvalidArgument)
+	}
+	now := s.now()
+	start, end := storage.Window(now, window)
+	k := s.key("rate", key) + ":" + strconv.FormatInt(ms(start), 10)
+	v, err := s.run(ctx, "rate", rateHit, []string{k}, s.ttlMS(end))
+	if err != nil {
+		return storage.RateDecision{}, err
+	}
+	return storage.Decide(int(v.(int64)), limit, now, end), nil
+}
+
+// PutOnce implements storage.OnceStore.
+func (s *Store) PutOnce(ctx context.Context, namespace, key string, value []byte, ttl time.Duration) error {
+	if ttl <= 0 || key == "" {
+		return fmt.Errorf("%w: once key and ttl required", storage.ErrInvalidArgument)
+	}
+	now := s.now()
+	exp := now.Add(ttl)
+	v, err := s.run(ctx, "put once", putFields, []string{s.key("once:"+namespace, key)}, ms(now), s.ttlMS(exp),
+		"x", ms(exp), "d", value)
+	if err != nil {
+		return err
+	}
+	if v.(int64) == 0 {
+		return fmt.Errorf("once %s: %w", namespace, storage.ErrDuplicate)
+	}
+	return nil
+}
+
+// TakeOnce implements storage.OnceStore (one Lua script: read and delete).
+func (s *Store) TakeOnce(ctx context.Context, namespace, key string) ([]byte, error) {
+	f, err := s.take(ctx, "take once", s.key("once:"+namespace, key))
+	if err != nil {
+		return nil, err
+	}
+	if f == nil {
+		return nil, fmt.Errorf("once %s: %w", namespace, storage.ErrNotFound)
+	}
+	return []byte(f["d"]), nil
+}
+
+// take runs takeFields; nil map when absent or expired.
+func (s *Store) take(ctx context.Context, op, key string) (map[string]string, error) {
+	v, err := s.run(ctx, op, takeFields, []string{key}, ms(s.now()))
+	if err != nil {
+		return nil, err
+	}
+	res, _ := v.([]any)
+	if len(res) < 2 || res[0].(int64) != 1 {
+		return nil, nil
+	}
+	return pairs(res[1]), nil
+}
+
+// pairs turns an HGETALL array reply into a map.
+func pairs(v any) map[string]string {
+	arr, _ := v.([]any)
+	m := make(map[string]string, len(arr)/2)
+	for i := 0; i+1 < len(arr); i += 2 {
+		k, _ := arr[i].(string)
+		val, _ := arr[i+1].(string)
+		m[k] = val
+	}
+	return m
+}

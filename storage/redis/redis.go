@@ -1,0 +1,190 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/essc-project/essc/storage"
+)
+
+// Config configures a Store.
+type Config struct {
+	// Client is the connection (required): *redis.Client, *redis.ClusterClient
+	// or a Sentinel failover client.
+	Client redis.UniversalClient
+	// Prefix starts every key and channel; default "essc:". Give each
+	// deployment (and each test) its own.
+	Prefix string
+	// Now is the clock for every expiry decision; nil means time.Now.
+	Now func() time.Time
+	// Lookup resolves the client of a stored request (required).
+	Lookup storage.LookupClient
+	// NewSession returns an empty session of the provider's type (required).
+	NewSession storage.NewSessionFunc
+	// Subjects lists the RevokeSubject index keys of a request; nil means
+	// storage.SessionSubject.
+	Subjects storage.SubjectsFunc
+	// RefreshGrace: 0 means storage.DefaultRefreshGrace, negative disables it.
+	RefreshGrace time.Duration
+	// FallbackTTL bounds items whose session has no expiry; 0 means
+	// storage.DefaultFallbackTTL.
+	FallbackTTL time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Store is the Redis storage.Sessions.
+type Store struct {
+	c        redis.UniversalClient
+	p        string
+	now      func() time.Time
+	codec    storage.RequestCodec
+	subjects storage.SubjectsFunc
+	grace    time.Duration
+	fallback time.Duration
+	log      *slog.Logger
+	hub      *hub
+}
+
+var _ storage.Sessions = (*Store)(nil)
+
+// New validates cfg and returns a Store. It does not contact Redis; use Ping.
+func New(cfg Config) (*Store, error) {
+	if cfg.Client == nil || cfg.Lookup == nil || cfg.NewSession == nil {
+		return nil, fmt.Errorf("%w: redisstore.Config needs Client, Lookup and NewSession", storage.ErrInvalidArgument)
+	}
+	s := &Store{
+		c:        cfg.Client,
+		p:        cfg.Prefix,
+		now:      cfg.Now,
+		codec:    storage.RequestCodec{Lookup: cfg.Lookup, NewSession: cfg.NewSession},
+		subjects: cfg.Subjects,
+		grace:    cfg.RefreshGrace,
+		fallback: cfg.FallbackTTL,
+		log:      cfg.Logger,
+	}
+	if s.p == "" {
+		s.p = "essc:"
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.subjects == nil {
+		s.subjects = storage.SessionSubject
+	}
+	if s.grace == 0 {
+		s.grace = storage.DefaultRefreshGrace
+	} else if s.grace < 0 {
+		s.grace = 0
+	}
+	if s.fallback <= 0 {
+		s.fallback = storage.DefaultFallbackTTL
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.hub = newHub(s.c, s.log)
+	return s, nil
+}
+
+// Close stops the shared pub/sub subscription. It does not close Client,
+// which the caller owns.
+func (s *Store) Close() error { return s.hub.close() }
+
+// Ping checks that Redis answers; ErrUnavailable if not.
+func (s *Store) Ping(ctx context.Context) error {
+	return wrap("ping", s.c.Ping(ctx).Err())
+}
+
+// wrap classifies a go-redis error: redis.Nil → ErrNotFound, a Redis error
+// reply → plain error, anything else (network, timeout, closed, pool) →
+// ErrUnavailable.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, redis.Nil) {
+		return fmt.Errorf("redis %s: %w", op, storage.ErrNotFound)
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) && !errors.Is(err, redis.ErrClosed) && !isBusy(err) {
+		return fmt.Errorf("redis %s: %w", op, err)
+	}
+	return fmt.Errorf("redis %s: %w: %w", op, storage.ErrUnavailable, err)
+}
+
+// isBusy reports replies that mean "the server cannot serve now" rather than
+// a bad command: LOADING, BUSY, MASTERDOWN, CLUSTERDOWN, TRYAGAIN.
+func isBusy(err error) bool {
+	for _, p := range []string{"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+// ttlMS is the Redis TTL for an item expiring at exp: the clock distance
+// plus a second of slack (the clock decides; the TTL only collects garbage).
+func (s *Store) ttlMS(exp time.Time) int64 {
+	d := exp.Sub(s.now()) + time.Second
+	if d < time.Second {
+		d = time.Second
+	}
+	return d.Milliseconds()
+}
+
+func (s *Store) key(kind, raw string) string {
+	return s.p + kind + ":{" + storage.HashKey(kind, raw) + "}"
+}
+
+func atoi(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+// pipe executes cmds (EvalSha in a pipeline); on NOSCRIPT it loads
+// the scripts and retries once. One round trip in the normal case.
+func (s *Store) pipe(ctx context.Context, op string, fill func(p redis.Pipeliner)) ([]redis.Cmder, error) {
+	for attempt := 0; ; attempt++ {
+		p := s.c.Pipeline()
+		fill(p)
+		cmds, err := p.Exec(ctx)
+		if err != nil && attempt == 0 && hasNoScript(cmds) {
+			if lerr := loadScripts(ctx, s.c); lerr != nil {
+				return nil, wrap(op, lerr)
+			}
+			continue
+		}
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return cmds, wrap(op, err)
+		}
+		return cmds, nil
+	}
+}
+
+func hasNoScript(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if c.Err() != nil && redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			return true
+		}
+	}
+	return false
+}
+
+// run runs one script (EVALSHA, falling back to EVAL on NOSCRIPT).
+func (s *Store) run(ctx context.Context, op string, sc *redis.Script, keys []string, args ...any) (any, error) {
+	v, err := sc.Run(ctx, s.c, keys, args...).Result()
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,107 @@
+package redisstore
+
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Every script touches exactly one key (KEYS[1]), so it is Cluster-safe.
+// Times are Unix milliseconds from the store clock (ARGV), never Redis TIME,
+// so expiry decisions follow Config.Now.
+
+// putItem stores a fosite item as a hash: d=data r=request id x=expiry
+// [a=access key of a refresh token].
+var putItem = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'r', ARGV[2], 'x', ARGV[3])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'a', ARGV[5]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1`)
+
+// idxAdd adds a member to an index set and only ever extends its TTL.
+var idxAdd = redis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`)
+
+// invalidateCode: 0 not found/expired, 2 already invalidated, 1 won.
+var invalidateCode = redis.NewScript(`
+local x = redis.call('HGET', KEYS[1], 'x')
+if not x or tonumber(x) <= tonumber(ARGV[1]) then return 0 end
+if redis.call('HGET', KEYS[1], 'i') == '1' then return 2 end
+redis.call('HSET', KEYS[1], 'i', '1')
+return 1`)
+
+// rotateRefresh: {0} not found, {3} rotated beyond grace, {2} retry within
+// grace (no-op), {1, access key} first rotation.
+var rotateRefresh = redis.NewScript(`
+local x = redis.call('HGET', KEYS[1], 'x')
+if not x or tonumber(x) <= tonumber(ARGV[1]) then return {0, ''} end
+local t = redis.call('HGET', KEYS[1], 't')
+if t then
+  if tonumber(ARGV[1]) - tonumber(t) >= tonumber(ARGV[2]) then return {3, ''} end
+  return {2, ''}
+end
+redis.call('HSET', KEYS[1], 't', ARGV[1])
+return {1, redis.call('HGET', KEYS[1], 'a') or ''}`)
+
+// setIfAbsent (jti, replay): value = expiry ms; 1 stored, 0 live already.
+var setIfAbsent = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and tonumber(v) > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`)
+
+// putFields creates a hash unless a live one (x > now) exists: 1 stored, 0
+// duplicate. ARGV: now, ttl, field/value pairs.
+var putFields = redis.NewScript(`
+local x = redis.call('HGET', KEYS[1], 'x')
+if x and tonumber(x) > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`)
+
+// takeFields returns and deletes a live hash: {1, HGETALL} or {0}.
+var takeFields = redis.NewScript(`
+local f = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+local x = nil
+for i = 1, #f, 2 do if f[i] == 'x' then x = f[i+1] end end
+if not x or tonumber(x) <= tonumber(ARGV[1]) then return {0} end
+return {1, f}`)
+
+// rateHit counts a hit in a window key that expires with the window.
+var rateHit = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n`)
+
+// qrCAS moves a QR transaction from ARGV[2] to ARGV[3]. ARGV: now, from, to,
+// expected version (” = any), '1' to also set b/x/d, binding, expiry, data,
+// ttl, channel. Returns {0} not found, {2, state} state conflict, {3, state}
+// version moved, {1, HGETALL} success (and publishes a wake-up).
+var qrCAS = redis.NewScript(`
+local r = redis.call('HMGET', KEYS[1], 's', 'v', 'x')
+if not r[3] or tonumber(r[3]) <= tonumber(ARGV[1]) then return {0, ''} end
+if r[1] ~= ARGV[2] then return {2, r[1]} end
+if ARGV[4] ~= '' and r[2] ~= ARGV[4] then return {3, r[1]} end
+redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', tonumber(r[2]) + 1)
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[1], 'b', ARGV[6], 'x', ARGV[7], 'd', ARGV[8])
+  redis.call('PEXPIRE', KEYS[1], ARGV[9])
+end
+redis.call('PUBLISH', ARGV[10], '1')
+return {1, redis.call('HGETALL', KEYS[1])}`)
+
+var allScripts = []*redis.Script{putItem, idxAdd, invalidateCode, rotateRefresh, setIfAbsent, putFields, takeFields, rateHit, qrCAS}
+
+func loadScripts(ctx context.Context, c redis.UniversalClient) error {
+	for _, sc := range allScripts {
+		if err := sc.Load(ctx, c).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
