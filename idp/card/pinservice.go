@@ -85,9 +85,7 @@ func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action)
 		return fail("charge", err)
 	}
 	if !isPINShape(pin) || !PINMatches(s.pinKey, c.ID, pin, c.PIN.Verifier) {
-		if st.Locked {
-			s.lockedNow(ctx, c)
-		}
+		s.pinFailed(ctx, c, st, act)
 		return fail(fmt.Sprintf("wrong pin (%d consecutive)", st.Failures), nil)
 	}
 	if err := s.reg.ResetPINFailures(ctx, c.ID); err != nil {
@@ -101,16 +99,25 @@ func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action)
 	return Verified{Card: c, Holder: h, MustChange: c.PIN.MustChange}, nil
 }
 
-// lockedNow records the lock (audit + outbox) once the charge locked the PIN.
-func (s *Service) lockedNow(ctx context.Context, c storage.Card) {
+// pinFailed audits a wrong PIN on a known card and, when this failure
+// locked the PIN, the lock (audit + outbox event) — one transaction. A
+// failure to record is logged, never turned into a different answer.
+func (s *Service) pinFailed(ctx context.Context, c storage.Card, st storage.PINCounterState, act Action) {
 	err := s.tx(ctx, func(tx storage.RegistryTx) error {
+		if err := s.audit(ctx, tx, Actor{ID: "holder:unauthenticated"}, "pin.verify_failed", c.ID, map[string]any{"holder_id": c.HolderID,
+			"number": MaskCardNumber(c.Number), "failures": st.Failures, "for": string(act)}); err != nil {
+			return err
+		}
+		if !st.Locked {
+			return nil
+		}
 		if err := s.event(ctx, tx, EventPINLocked, c.ID, map[string]any{"holder_id": c.HolderID, "card_id": c.ID}); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, Actor{ID: "system"}, "pin.locked", c.ID, map[string]any{"holder_id": c.HolderID, "number": MaskCardNumber(c.Number), "after": s.lockAfter})
 	})
 	if err != nil {
-		s.log.ErrorContext(ctx, "card: recording pin lock", "card", MaskCardNumber(c.Number), "err", err)
+		s.log.ErrorContext(ctx, "card: recording pin failure", "card", MaskCardNumber(c.Number), "err", err)
 	}
 }
 

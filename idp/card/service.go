@@ -265,6 +265,31 @@ func (s *Service) ReportLoss(ctx context.Context, a Actor, ref CardRef) (storage
 	return s.cardAction(ctx, a, ref, ActionReportLoss, EventCardLost, "", nil)
 }
 
+// ReportLossByHolder is the online loss report (app or portal): like
+// ReportLoss, but only for a card of holderID — the authenticated holder,
+// or the principal when a.OnBehalfOf is set (which then needs a delegation
+// covering ActionReportLoss). Another holder's card is ErrNotFound, so card
+// numbers cannot be probed.
+func (s *Service) ReportLossByHolder(ctx context.Context, a Actor, holderID, number string) (storage.Card, error) {
+	n, err := ParseCardNumber(number)
+	if err != nil {
+		return storage.Card{}, err
+	}
+	c, err := s.reg.CardByNumber(ctx, n)
+	if err != nil {
+		return storage.Card{}, mapErr(err)
+	}
+	if c.HolderID != holderID {
+		return storage.Card{}, ErrNotFound
+	}
+	if err := s.authorize(ctx, s.reg, a, holderID, ActionReportLoss); err != nil {
+		return storage.Card{}, mapErr(err)
+	}
+	// The version read above pins the action to this holder's card even if
+	// the number were reassigned in between.
+	return s.cardAction(ctx, s.holderActor(a, holderID), CardRef{Number: n, Version: c.Version}, ActionReportLoss, EventCardLost, "", nil)
+}
+
 // Unfreeze moves a lost card back to active and resumes its e-card.
 func (s *Service) Unfreeze(ctx context.Context, a Actor, ref CardRef) (storage.Card, error) {
 	return s.cardAction(ctx, a, ref, ActionUnfreeze, EventCardUnfrozen, "", nil)

@@ -516,7 +516,7 @@ func TestPINLifecycle(t *testing.T) {
 		})
 		t.Run("ok/audited", func(t *testing.T) {
 			got := auditActions(t, e.reg)
-			for _, a := range []string{"pin.change", "pin.locked", "pin.unlock", "pin.reset"} {
+			for _, a := range []string{"pin.change", "pin.verify_failed", "pin.locked", "pin.unlock", "pin.reset"} {
 				if !slices.Contains(got, a) {
 					t.Fatalf("audit lacks %s: %v", a, got)
 				}
@@ -658,6 +658,22 @@ func TestDevicesAndDelegation(t *testing.T) {
 			g, err := e.svc.Delegate(ctx, outlet, kidSSN, bobSSN, card.DelegationRequest{Kind: storage.DelegationGuardian})
 			if err != nil || !g.ValidUntil.Equal(time.Date(2033, 7, 7, 0, 0, 0, 0, time.UTC)) {
 				t.Fatalf("%+v %v", g, err)
+			}
+		})
+		t.Run("fail/holder-loss-report-other-card", func(t *testing.T) {
+			if _, err := e.svc.ReportLossByHolder(ctx, card.Actor{ID: bob}, bob, "A00000001"); !errors.Is(err, card.ErrNotFound) {
+				t.Fatalf("err = %v", err)
+			}
+		})
+		t.Run("ok/agent-reports-loss-for-principal", func(t *testing.T) {
+			c, err := e.svc.ReportLossByHolder(ctx, card.Actor{ID: bob, OnBehalfOf: alice}, alice, "A00000001")
+			if err != nil || c.Status != storage.CardLost {
+				t.Fatalf("%v %v", c.Status, err)
+			}
+		})
+		t.Run("fail/holder-loss-report-twice", func(t *testing.T) {
+			if _, err := e.svc.ReportLossByHolder(ctx, card.Actor{ID: alice}, alice, "A00000001"); !errors.Is(err, card.ErrForbiddenTransition) {
+				t.Fatalf("err = %v", err)
 			}
 		})
 		t.Run("ok/revoke-delegation", func(t *testing.T) {
