@@ -108,11 +108,10 @@ type LoginRequest struct {
 	ClientID     string
 	ClientName   string // registered name, never from the request
 	ClientDomain string // registered domain
-	Scopes       []string
-	// NeedConsent lists the requested scopes the holder has not granted this
-	// client before (always includes essc.ssn when requested): the login step
-	// must show them and report them back in Authentication.Consented.
-	NeedConsent []string
+	// Scopes are the requested scopes. Once the holder is known, the login
+	// step asks Provider.NeedConsent which of them must be shown for
+	// confirmation and reports the confirmed ones in Authentication.Consented.
+	Scopes []string
 	// ACRValues are the acceptable acr values in order of preference; empty
 	// means any (urn:essc:acr:pin is the floor).
 	ACRValues []string
