@@ -90,7 +90,7 @@ type TransitionError struct {
 }
 
 func (e *TransitionError) Error() string {
-	return fmt.Sprintf("card: %s %s not allowed when %s is %s", e.Machine, e.Action, e.Machine, e.From)
+	return fmt.Sprintf("card: %s not allowed: %s is %s", e.Action, e.Machine, e.From)
 }
 
 // Is makes errors.Is(err, ErrForbiddenTransition) true.
