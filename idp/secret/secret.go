@@ -1,6 +1,7 @@
 package secret
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"encoding/base64"
@@ -50,4 +51,16 @@ func Generate(key []byte) (plain string, hash []byte, err error) {
 	plain = base64.RawURLEncoding.EncodeToString(b[:])
 	hash, err = Hash(key, plain)
 	return plain, hash, err
+}
+
+// Hasher adapts Hash to the hashing interface of the admin API
+// (idp/admin.SecretHasher): wire it with the provider's ClientSecretKey so
+// the token endpoint's Equal matches what was stored.
+type Hasher struct {
+	Key []byte
+}
+
+// Hash returns Hash(h.Key, string(data)).
+func (h Hasher) Hash(_ context.Context, data []byte) ([]byte, error) {
+	return Hash(h.Key, string(data))
 }

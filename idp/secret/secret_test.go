@@ -2,6 +2,7 @@ package secret
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"testing"
 )
@@ -37,5 +38,16 @@ func TestHashEqual(t *testing.T) {
 	}
 	if _, err := Hash(key[:8], "x"); !errors.Is(err, ErrShortKey) {
 		t.Fatalf("short key: %v", err)
+	}
+}
+
+func TestHasherMatchesEqual(t *testing.T) {
+	key := bytes.Repeat([]byte{9}, 32)
+	h, err := Hasher{Key: key}.Hash(context.Background(), []byte("the-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Equal(key, "the-secret", h) || Equal(key, "the-secreT", h) {
+		t.Fatal("Hasher and Equal disagree")
 	}
 }
