@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Mode is the deployment mode. Production refuses insecure settings.
+type Mode string
+
+const (
+	ModeDevelopment Mode = "development"
+	ModeProduction  Mode = "production"
+)
+
+// FileConfig is the schema of essc.yaml (see essc.example.yaml). It is the
+// outer configuration layer: Validate reports every problem at once, and the
+// wiring in server.go turns it into each package's typed runtime Config.
+type FileConfig struct {
+	Mode   Mode   `yaml:"mode"`
+	Issuer string `yaml:"issuer"` // base URL of the intl profile; the gm profile is Issuer+"/gm"
+	Listen string `yaml:"listen"`
+	Data   string `yaml:"data"` // directory of the embedded default and of keys unless keys.dir is set
+	Demo   bool   `yaml:"demo"` // seed demo cards and clients and serve /demo
+
+	Database struct {
+		URL          string `yaml:"url"` // postgres://… or sqlite://path; empty: sqlite under Data
+		URLFile      string `yaml:"url_file"`
+		MaxOpenConns int    `yaml:"max_open_conns"`
+	} `yaml:"database"`
+
+	Redis struct {
+		URL          string   `yaml:"url"` // redis://… single node; empty (and no sentinel/cluster): in-memory sessions
+		Addrs        []string `yaml:"addrs"`
+		MasterName   string   `yaml:"master_name"` // Sentinel
+		Cluster      bool     `yaml:"cluster"`
+		PasswordFile string   `yaml:"password_file"`
+		DB           int      `yaml:"db"`
+		Prefix       string   `yaml:"prefix"`
+	} `yaml:"redis"`
+
+	Keys struct {
+		Dir           string        `yaml:"dir"`
+		PasswordFile  string        `yaml:"password_file"`
+		CheckInterval time.Duration `yaml:"check_interval"`
+	} `yaml:"keys"`
+
+	Liveness struct {
+		Verifier   string `yaml:"verifier"` // "none" | "development"
+		DevKeyFile string `yaml:"development_key_file"`
+	} `yaml:"liveness"`
+
+	HTTP struct {
+		TrustedProxies  []string      `yaml:"trusted_proxies"` // CIDRs whose X-Forwarded-For is believed
+		TLSTerminated   bool          `yaml:"tls_terminated"`  // a TLS proxy is in front (required in production)
+		ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	} `yaml:"http"`
+
+	Observability struct {
+		LogLevel string `yaml:"log_level"` // debug|info|warn|error
+		Metrics  *bool  `yaml:"metrics"`
+		Pprof    bool   `yaml:"pprof"` // /debug/pprof on the admin listener only
+	} `yaml:"observability"`
+}
+
+// defaults returns the embedded-default configuration (make run).
+func defaults() FileConfig {
+	var c FileConfig
+	c.Mode = ModeDevelopment
+	c.Listen = "127.0.0.1:8080"
+	c.Data = "./data"
+	c.Redis.Prefix = "essc:"
+	c.Keys.CheckInterval = time.Hour
+	c.Liveness.Verifier = "none"
+	c.HTTP.ShutdownTimeout = 15 * time.Second
+	c.Observability.LogLevel = "info"
+	return c
+}
+
+// loadFile reads a YAML configuration over the defaults; unknown keys are errors.
+func loadFile(path string, c *FileConfig) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// envOverrides applies ESSC_* variables (they win over the file, flags win over them).
+func envOverrides(c *FileConfig, getenv func(string) string) {
+	set := func(dst *string, key string) {
+		if v := getenv(key); v != "" {
+			*dst = v
+		}
+	}
+	var mode string
+	set(&mode, "ESSC_MODE")
+	if mode != "" {
+		c.Mode = Mode(mode)
+	}
+	set(&c.Issuer, "ESSC_ISSUER")
+	set(&c.Listen, "ESSC_LISTEN")
+	set(&c.Data, "ESSC_DATA")
+	set(&c.Database.URL, "ESSC_DATABASE_URL")
+	set(&c.Database.URLFile, "ESSC_DATABASE_URL_FILE")
+	set(&c.Redis.URL, "ESSC_REDIS_URL")
+	set(&c.Redis.PasswordFile, "ESSC_REDIS_PASSWORD_FILE")
+	set(&c.Keys.PasswordFile, "ESSC_KEY_PASSWORD_FILE")
+	set(&c.Liveness.Verifier, "ESSC_LIVENESS_VERIFIER")
+}
+
+// Finish fills derived defaults (after file, env and flags are applied).
+func (c *FileConfig) Finish() {
+	if c.Keys.Dir == "" {
+		c.Keys.Dir = filepath.Join(c.Data, "keys")
+	}
+	if c.Issuer == "" {
+		c.Issuer = "http://" + c.Listen
+	}
+	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
+	if c.Database.URL == "" && c.Database.URLFile == "" {
+		c.Database.URL = "sqlite://" + filepath.Join(c.Data, "registry.db")
+	}
+}
+
+// MetricsEnabled reports whether /metrics is served (default on).
+func (c *FileConfig) MetricsEnabled() bool {
+	return c.Observability.Metrics == nil || *c.Observability.Metrics
+}
+
+// RedisEnabled reports whether sessions live in Redis (otherwise in memory).
+func (c *FileConfig) RedisEnabled() bool { return c.Redis.URL != "" || len(c.Redis.Addrs) > 0 }
+
+// Validate reports every problem of the configuration at once, joined.
+func (c *FileConfig) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if c.Mode != ModeDevelopment && c.Mode != ModeProduction {
+		bad("mode: %q is neither development nor production", c.Mode)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen: %q is not host:port", c.Listen)
+	}
+	iss, err := url.Parse(c.Issuer)
+	if err != nil || iss.Host == "" || (iss.Scheme != "http" && iss.Scheme != "https") || iss.RawQuery != "" || iss.Fragment != "" {
+		bad("issuer: %q must be an absolute http(s) URL without query or fragment", c.Issuer)
+		iss = nil
+	}
+	if c.Data == "" {
+		bad("data: must not be empty")
+	}
+	if c.Database.URL != "" && c.Database.URLFile != "" {
+		bad("database: set url or url_file, not both")
+	}
+	if u := c.Database.URL; u != "" && !hasAnyPrefix(u, "postgres://", "postgresql://", "sqlite://", "file:") {
+		bad("database.url: unsupported scheme (postgres://, sqlite://)")
+	}
+	if c.Database.MaxOpenConns < 0 {
+		bad("database.max_open_conns: must not be negative")
+	}
+	if c.Redis.URL != "" && len(c.Redis.Addrs) > 0 {
+		bad("redis: set url (single node) or addrs (Sentinel/Cluster), not both")
+	}
+	if c.Redis.MasterName != "" && c.Redis.Cluster {
+		bad("redis: master_name (Sentinel) and cluster are exclusive")
+	}
+	if len(c.Redis.Addrs) > 0 && c.Redis.MasterName == "" && !c.Redis.Cluster {
+		bad("redis.addrs: set master_name (Sentinel) or cluster: true")
+	}
+	if c.Redis.URL != "" && !hasAnyPrefix(c.Redis.URL, "redis://", "rediss://", "unix://") {
+		bad("redis.url: unsupported scheme (redis://, rediss://, unix://)")
+	}
+	if c.Keys.CheckInterval <= 0 {
+		bad("keys.check_interval: must be positive")
+	}
+	if c.HTTP.ShutdownTimeout <= 0 {
+		bad("http.shutdown_timeout: must be positive")
+	}
+	for _, p := range c.HTTP.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil {
+			bad("http.trusted_proxies: %q is not a CIDR", p)
+		}
+	}
+	switch c.Liveness.Verifier {
+	case "none":
+	case "development":
+		if c.Liveness.DevKeyFile == "" && !c.Demo {
+			bad("liveness.development_key_file: required with the development verifier")
+		}
+	default:
+		bad("liveness.verifier: %q is not one of none, development", c.Liveness.Verifier)
+	}
+	switch c.Observability.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("observability.log_level: %q is not debug|info|warn|error", c.Observability.LogLevel)
+	}
+
+	if c.Mode == ModeProduction {
+		if iss != nil && iss.Scheme != "https" {
+			bad("production: issuer must be https (got %q)", c.Issuer)
+		}
+		if !c.HTTP.TLSTerminated {
+			bad("production: http.tls_terminated must be true (TLS in front of esscd is required)")
+		}
+		if c.Liveness.Verifier == "development" {
+			bad("production: the development liveness verifier is refused")
+		}
+		if c.Demo {
+			bad("production: demo data is refused")
+		}
+		if !c.RedisEnabled() {
+			bad("production: sessions must be in Redis (redis.url or redis.addrs); in-memory sessions do not survive restarts or scale out")
+		}
+		if u := c.Database.URL; u != "" && !hasAnyPrefix(u, "postgres://", "postgresql://") {
+			bad("production: database must be PostgreSQL")
+		}
+		if c.Observability.Pprof {
+			bad("production: pprof must be off")
+		}
+	} else if iss != nil && iss.Scheme == "http" && !isLoopbackHost(iss.Hostname()) {
+		bad("issuer: plain http is allowed only on loopback (got %q)", c.Issuer)
+	}
+	return errors.Join(errs...)
+}
+
+func hasAnyPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// readSecretFile reads a secret from a file, dropping one trailing newline.
+// The value is never logged.
+func readSecretFile(what, path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if s == "" {
+		return "", fmt.Errorf("%s: file %s is empty", what, path)
+	}
+	return s, nil
+}
