@@ -81,6 +81,9 @@ func checkRequest(form url.Values, c *client) error {
 	if form.Get("request") != "" {
 		return fosite.ErrRequestNotSupported
 	}
+	if pu := form.Get("purpose"); pu != "" && !slices.Contains(c.rec.Purposes, pu) {
+		return fosite.ErrInvalidRequest.WithHint("The purpose is not registered for this client.")
+	}
 	return nil
 }
 
@@ -282,6 +285,9 @@ func (pr *profile) completeSession(ctx context.Context, ar fosite.AuthorizeReque
 	}
 	if a.HolderID == "" || a.ECardID == "" {
 		return nil, fosite.ErrAccessDenied.WithHint("No holder was authenticated.")
+	}
+	if pu := form.Get("purpose"); pu != "" && a.Purpose != pu {
+		return nil, fosite.ErrAccessDenied.WithHint("The holder confirmed another purpose.")
 	}
 	if !acrSatisfies(a.ACR, strings.Fields(form.Get("acr_values"))) {
 		return nil, unmetAuthn()

@@ -100,6 +100,7 @@ func TestAuthorizeRequestPolicy(t *testing.T) {
 		{"fail/scope not allowed", func(q url.Values) { q.Set("scope", "openid essc.ssn") }, "invalid_scope"},
 		{"fail/unknown acr", func(q url.Values) { q.Set("acr_values", "urn:x") }, "invalid_request"},
 		{"fail/bad max_age", func(q url.Values) { q.Set("max_age", "-1") }, "invalid_request"},
+		{"fail/unregistered purpose", func(q url.Values) { q.Set("purpose", "pension_certification") }, "invalid_request"},
 		{"fail/prompt none", func(q url.Values) { q.Set("prompt", "none") }, "login_required"},
 		{"fail/token response type", func(q url.Values) { q.Set("response_type", "token") }, "unsupported_response_type"},
 		{"fail/request object", func(q url.Values) { q.Set("request", "eyJhbGciOiJub25lIn0.e30.") }, "status:Bad Request"},
@@ -133,6 +134,25 @@ func TestAuthorizeRequestPolicy(t *testing.T) {
 		q.Set("acr_values", ACRFace)
 		if got := e.redirectError("", q); got != "" {
 			t.Fatalf("got %q", got)
+		}
+	})
+	t.Run("fail/purpose confirmed differs", func(t *testing.T) {
+		e.clients.mu.Lock()
+		c := e.clients.m["rp-intl"]
+		c.Purposes = []string{"portal_login", "pension_certification"}
+		e.clients.m["rp-intl"] = c
+		e.clients.mu.Unlock()
+		e.login.set(func(r LoginRequest) (Authentication, bool) {
+			return Authentication{HolderID: holderA, ECardID: ecardA, ACR: ACRPIN, AuthTime: time.Now(), Purpose: "portal_login", Consented: r.Scopes}, true
+		})
+		q := authorizeParams("rp-intl", rpCB, ch)
+		q.Set("purpose", "pension_certification")
+		if got := e.redirectError("", q); got != "access_denied" {
+			t.Fatalf("got %q", got)
+		}
+		q.Set("purpose", "portal_login")
+		if got := e.redirectError("", q); got != "" {
+			t.Fatalf("matching purpose: got %q", got)
 		}
 	})
 	t.Run("fail/max_age exceeded", func(t *testing.T) {
