@@ -10,9 +10,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/ory/fosite"
-
 	"github.com/essc-project/essc/idp/admin"
+	"github.com/essc-project/essc/idp/secret"
 )
 
 // listFlag is a repeatable string flag (--scope a --scope b, or --scope a,b).
@@ -120,7 +119,7 @@ func runClients(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer reg.store.Close()
-	clients, err := admin.NewClients(reg.store, &fosite.BCrypt{Config: &fosite.Config{}}, nil)
+	clients, err := admin.NewClients(reg.store, secret.Hasher{Key: reg.secrets.ClientSecretKey}, nil)
 	if err != nil {
 		return err
 	}

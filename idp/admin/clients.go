@@ -26,8 +26,10 @@ var (
 )
 
 // SecretHasher hashes a generated client secret for storage.Client.SecretHash.
-// fosite's *BCrypt satisfies it; the token endpoint must compare with the
-// same hasher.
+// The server and esscctl use idp/secret.Hasher (HMAC-SM3 under the key
+// directory's client-secret key): the token endpoint compares with the same
+// key. Client secrets are random, high-entropy values, so a keyed fast hash
+// is right here and a slow password hash would only cap throughput.
 type SecretHasher interface {
 	Hash(ctx context.Context, data []byte) ([]byte, error)
 }

@@ -38,7 +38,7 @@ func (a tokenAuth) Authenticate(r *http.Request) (admin.Principal, error) {
 	return p, nil
 }
 
-// plainHasher is a test SecretHasher (the server uses fosite's BCrypt).
+// plainHasher is a test SecretHasher (the server uses idp/secret.Hasher).
 type plainHasher struct{}
 
 func (plainHasher) Hash(_ context.Context, b []byte) ([]byte, error) {

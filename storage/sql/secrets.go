@@ -30,6 +30,15 @@ type Secrets struct {
 	// PINKey is the card domain's PIN-verifier key (≥ 32 octets). The store
 	// never uses it; it lives here so one key directory holds every registry key.
 	PINKey []byte
+	// ClientSecretKey keys the HMAC-SM3 hashes of client secrets (idp/secret);
+	// esscctl and esscd must share it, so it lives in the same directory.
+	ClientSecretKey []byte
+	// PairwiseKey keys pairwise subjects. Never rotate it: every subject a
+	// relying party knows depends on it.
+	PairwiseKey []byte
+	// TokenKey keys the HMAC of authorization codes and refresh tokens and
+	// the integrity of pending login state.
+	TokenKey []byte
 }
 
 // String never prints key material.
@@ -59,10 +68,15 @@ var secretFiles = []struct {
 	{"registry-index.key", 32},
 	{"registry-audit.key", 32},
 	{"registry-pin.key", 32},
+	{"server-client-secret.key", 32},
+	{"server-pairwise.key", 32},
+	{"server-token.key", 32},
 }
 
-// LoadOrCreateSecrets reads the registry keys from dir (hex-encoded files
-// registry-ssn.key, registry-index.key, registry-audit.key, registry-pin.key),
+// LoadOrCreateSecrets reads the registry and server keys from dir (hex-encoded
+// files registry-ssn.key, registry-index.key, registry-audit.key,
+// registry-pin.key, server-client-secret.key, server-pairwise.key,
+// server-token.key),
 // creating missing ones with crypto/rand as 0600 files in a 0700 directory.
 // Creation uses O_EXCL, so two processes starting together cannot both write
 // a key: the loser reads the winner's file. A file that exists but is
@@ -80,7 +94,8 @@ func LoadOrCreateSecrets(dir string) (Secrets, error) {
 		}
 		keys[i] = k
 	}
-	return Secrets{SSNKey: keys[0], IndexKey: keys[1], AuditKey: keys[2], PINKey: keys[3]}, nil
+	return Secrets{SSNKey: keys[0], IndexKey: keys[1], AuditKey: keys[2], PINKey: keys[3],
+		ClientSecretKey: keys[4], PairwiseKey: keys[5], TokenKey: keys[6]}, nil
 }
 
 func loadOrCreateKey(path string, size int) ([]byte, error) {
