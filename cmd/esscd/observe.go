@@ -188,7 +188,9 @@ func (h maskingHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return maskingHandler{h.next.WithAttrs(masked)}
 }
 
-func (h maskingHandler) WithGroup(name string) slog.Handler { return maskingHandler{h.next.WithGroup(name)} }
+func (h maskingHandler) WithGroup(name string) slog.Handler {
+	return maskingHandler{h.next.WithGroup(name)}
+}
 
 func maskAttr(a slog.Attr) slog.Attr {
 	v := a.Value.Resolve()
