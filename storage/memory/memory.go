@@ -36,7 +36,7 @@ type Config struct {
 // Store is the in-memory storage.Sessions.
 type Store struct {
 	now      func() time.Time
-	codec    storage.RequestCodec
+	codec    *storage.RequestCodec
 	subjects storage.SubjectsFunc
 	grace    time.Duration
 	fallback time.Duration
@@ -82,7 +82,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		now:      cfg.Now,
-		codec:    storage.RequestCodec{Lookup: cfg.Lookup, NewSession: cfg.NewSession},
+		codec:    storage.NewRequestCodec(cfg.Lookup, cfg.NewSession),
 		subjects: cfg.Subjects,
 		grace:    cfg.RefreshGrace,
 		fallback: cfg.FallbackTTL,

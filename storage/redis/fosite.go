@@ -26,6 +26,12 @@ const (
 
 func (s *Store) reqKey(requestID string) string { return s.key(kindReq, requestID) }
 
+// memberKey turns a request-index member "kind:hash" into the record key.
+func (s *Store) memberKey(m string) string {
+	kind, h, _ := strings.Cut(m, ":")
+	return s.p + kind + ":{" + h + "}"
+}
+
 // put stores r under kind/raw in one round trip: the item, and for tokens
 // the request-id index and the subject indexes (one script per key, so each
 // is single-slot; they are pipelined together).
@@ -46,7 +52,7 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 	k := s.key(kind, raw)
 	access := ""
 	if accessRaw != "" {
-		access = s.key(kindAccess, accessRaw)
+		access = storage.HashKey(kindAccess, accessRaw)
 	}
 	var subjects []string
 	if index {
@@ -56,12 +62,12 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 		if index {
 			// Index first: a crash between the two leaves an index entry
 			// pointing at nothing, never a token that revocation cannot find.
-			idxAdd.EvalSha(ctx, p, []string{s.reqKey(r.GetID())}, k, ttl)
+			idxAdd.EvalSha(ctx, p, []string{s.reqKey(r.GetID())}, kind+":"+storage.HashKey(kind, raw), ttl)
 			for _, subj := range subjects {
 				idxAdd.EvalSha(ctx, p, []string{s.key(kindSubject, subj)}, r.GetID(), ttl)
 			}
 		}
-		putItem.EvalSha(ctx, p, []string{k}, data, r.GetID(), ms(exp), ttl, access)
+		putItem.EvalSha(ctx, p, rec(k), data, r.GetID(), ms(exp), ttl, access)
 	})
 	return err
 }
@@ -74,15 +80,15 @@ type item struct {
 }
 
 func (s *Store) get(ctx context.Context, kind, raw string) (item, error) {
-	m, err := s.c.HGetAll(ctx, s.key(kind, raw)).Result()
+	m, d, err := s.getRec(ctx, "get "+kind, s.key(kind, raw))
 	if err != nil {
-		return item{}, wrap("get "+kind, err)
+		return item{}, err
 	}
 	x, ok := m["x"]
 	if !ok || atoi(x) <= ms(s.now()) {
 		return item{}, fmt.Errorf("%s: %w", kind, storage.ErrNotFound)
 	}
-	return item{data: []byte(m["d"]), invalidated: m["i"] == "1", rotatedAt: atoi(m["t"])}, nil
+	return item{data: d, invalidated: m["i"] == "1", rotatedAt: atoi(m["t"])}, nil
 }
 
 func (s *Store) getRequest(ctx context.Context, kind, raw string) (fosite.Requester, error) {
@@ -94,7 +100,7 @@ func (s *Store) getRequest(ctx context.Context, kind, raw string) (fosite.Reques
 }
 
 func (s *Store) del(ctx context.Context, kind, raw string) error {
-	return wrap("del "+kind, s.c.Del(ctx, s.key(kind, raw)).Err())
+	return wrap("del "+kind, s.c.Del(ctx, rec(s.key(kind, raw))...).Err())
 }
 
 // CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
@@ -245,7 +251,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, _ string, sig string) er
 	switch res[0].(int64) {
 	case 1:
 		if a, _ := res[1].(string); a != "" {
-			return wrap("rotate refresh: delete access", s.c.Del(ctx, a).Err())
+			return wrap("rotate refresh: delete access", s.c.Del(ctx, rec(s.p+kindAccess+":{"+a+"}")...).Err())
 		}
 		return nil
 	case 2:
@@ -284,13 +290,13 @@ func (s *Store) revoke(ctx context.Context, requestIDs []string, refresh bool) (
 	}
 	cmds, err := s.pipe(ctx, "revoke: read index", func(p redis.Pipeliner) {
 		for _, rid := range requestIDs {
-			p.SMembers(ctx, s.reqKey(rid))
+			p.HKeys(ctx, s.reqKey(rid))
 		}
 	})
 	if err != nil {
 		return 0, err
 	}
-	accessMark := s.p + kindAccess + ":{"
+	accessMark := kindAccess + ":"
 	type del struct {
 		rid int
 		cmd *redis.IntCmd
@@ -302,7 +308,7 @@ func (s *Store) revoke(ctx context.Context, requestIDs []string, refresh bool) (
 			var left []any
 			for _, k := range members {
 				if refresh || strings.HasPrefix(k, accessMark) {
-					dels = append(dels, del{i, p.Del(ctx, k)})
+					dels = append(dels, del{i, p.Del(ctx, rec(s.memberKey(k))...)})
 				} else {
 					left = append(left, k)
 				}
@@ -310,13 +316,13 @@ func (s *Store) revoke(ctx context.Context, requestIDs []string, refresh bool) (
 			if refresh {
 				p.Del(ctx, s.reqKey(requestIDs[i]))
 			} else if len(members) > len(left) {
-				rm := make([]any, 0, len(members)-len(left))
+				rm := make([]string, 0, len(members)-len(left))
 				for _, k := range members {
 					if strings.HasPrefix(k, accessMark) {
 						rm = append(rm, k)
 					}
 				}
-				p.SRem(ctx, s.reqKey(requestIDs[i]), rm...)
+				p.HDel(ctx, s.reqKey(requestIDs[i]), rm...)
 			}
 		}
 	})
@@ -335,7 +341,7 @@ func (s *Store) revoke(ctx context.Context, requestIDs []string, refresh bool) (
 // RevokeSubject deletes the tokens of every request indexed under subject.
 func (s *Store) RevokeSubject(ctx context.Context, subject string) (int, error) {
 	k := s.key(kindSubject, subject)
-	rids, err := s.c.SMembers(ctx, k).Result()
+	rids, err := s.c.HKeys(ctx, k).Result()
 	if err != nil {
 		return 0, wrap("revoke subject", err)
 	}

@@ -46,8 +46,8 @@ func (s *Store) PutOnce(ctx context.Context, namespace, key string, value []byte
 	}
 	now := s.now()
 	exp := now.Add(ttl)
-	v, err := s.run(ctx, "put once", putFields, []string{s.key("once:"+namespace, key)}, ms(now), s.ttlMS(exp),
-		"x", ms(exp), "d", value)
+	v, err := s.run(ctx, "put once", putFields, rec(s.key("once:"+namespace, key)), ms(now), s.ttlMS(exp), value,
+		"x", ms(exp))
 	if err != nil {
 		return err
 	}
@@ -59,27 +59,28 @@ func (s *Store) PutOnce(ctx context.Context, namespace, key string, value []byte
 
 // TakeOnce implements storage.OnceStore (one Lua script: read and delete).
 func (s *Store) TakeOnce(ctx context.Context, namespace, key string) ([]byte, error) {
-	f, err := s.take(ctx, "take once", s.key("once:"+namespace, key))
+	f, d, err := s.take(ctx, "take once", s.key("once:"+namespace, key))
 	if err != nil {
 		return nil, err
 	}
 	if f == nil {
 		return nil, fmt.Errorf("once %s: %w", namespace, storage.ErrNotFound)
 	}
-	return []byte(f["d"]), nil
+	return d, nil
 }
 
-// take runs takeFields; nil map when absent or expired.
-func (s *Store) take(ctx context.Context, op, key string) (map[string]string, error) {
-	v, err := s.run(ctx, op, takeFields, []string{key}, ms(s.now()))
+// take runs takeFields on a record; nil map when absent or expired.
+func (s *Store) take(ctx context.Context, op, meta string) (map[string]string, []byte, error) {
+	v, err := s.run(ctx, op, takeFields, rec(meta), ms(s.now()))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res, _ := v.([]any)
-	if len(res) < 2 || res[0].(int64) != 1 {
-		return nil, nil
+	if len(res) < 3 || res[0].(int64) != 1 {
+		return nil, nil, nil
 	}
-	return pairs(res[1]), nil
+	d, _ := res[2].(string)
+	return pairs(res[1]), []byte(d), nil
 }
 
 // pairs turns an HGETALL array reply into a map.

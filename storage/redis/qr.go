@@ -13,7 +13,7 @@ const kindQR = "qr"
 
 func (s *Store) qrChannel(id string) string { return s.p + "qrc:" + storage.HashKey(kindQR, id) }
 
-func qrFrom(id string, m map[string]string) storage.QRTransaction {
+func qrFrom(id string, m map[string]string, data []byte) storage.QRTransaction {
 	return storage.QRTransaction{
 		ID:          id,
 		State:       m["s"],
@@ -22,7 +22,7 @@ func qrFrom(id string, m map[string]string) storage.QRTransaction {
 		BindingHash: []byte(m["b"]),
 		CreatedAt:   time.UnixMilli(atoi(m["ca"])),
 		ExpiresAt:   time.UnixMilli(atoi(m["x"])),
-		Data:        []byte(m["d"]),
+		Data:        data,
 	}
 }
 
@@ -35,8 +35,8 @@ func (s *Store) CreateQR(ctx context.Context, t storage.QRTransaction) (storage.
 	t.Version = 1
 	t.CreatedAt = now.Truncate(time.Millisecond)
 	t.ExpiresAt = t.ExpiresAt.Truncate(time.Millisecond)
-	v, err := s.run(ctx, "create qr", putFields, []string{s.key(kindQR, t.ID)}, ms(now), s.ttlMS(t.ExpiresAt),
-		"s", t.State, "v", 1, "c", t.ClientID, "b", t.BindingHash, "ca", ms(t.CreatedAt), "x", ms(t.ExpiresAt), "d", t.Data)
+	v, err := s.run(ctx, "create qr", putFields, rec(s.key(kindQR, t.ID)), ms(now), s.ttlMS(t.ExpiresAt), t.Data,
+		"s", t.State, "v", 1, "c", t.ClientID, "b", t.BindingHash, "ca", ms(t.CreatedAt), "x", ms(t.ExpiresAt))
 	if err != nil {
 		return storage.QRTransaction{}, err
 	}
@@ -48,14 +48,14 @@ func (s *Store) CreateQR(ctx context.Context, t storage.QRTransaction) (storage.
 
 // GetQR implements storage.QRStore.
 func (s *Store) GetQR(ctx context.Context, id string) (storage.QRTransaction, error) {
-	m, err := s.c.HGetAll(ctx, s.key(kindQR, id)).Result()
+	m, d, err := s.getRec(ctx, "get qr", s.key(kindQR, id))
 	if err != nil {
-		return storage.QRTransaction{}, wrap("get qr", err)
+		return storage.QRTransaction{}, err
 	}
 	if x, ok := m["x"]; !ok || atoi(x) <= ms(s.now()) {
 		return storage.QRTransaction{}, fmt.Errorf("qr: %w", storage.ErrNotFound)
 	}
-	return qrFrom(id, m), nil
+	return qrFrom(id, m, d), nil
 }
 
 // maxCASRetries bounds optimistic retries when a mutate-transition loses a
@@ -113,18 +113,23 @@ func (s *Store) cas(ctx context.Context, id, from, to, version string, next *sto
 	if next != nil {
 		set, b, x, d, ttl = "1", next.BindingHash, ms(next.ExpiresAt), next.Data, s.ttlMS(next.ExpiresAt)
 	}
-	v, err := s.run(ctx, "transition qr", qrCAS, []string{s.key(kindQR, id)},
+	v, err := s.run(ctx, "transition qr", qrCAS, rec(s.key(kindQR, id)),
 		ms(s.now()), from, to, version, set, b, x, d, ttl, s.qrChannel(id))
 	if err != nil {
 		return storage.QRTransaction{}, err
 	}
 	res, _ := v.([]any)
-	if len(res) != 2 {
+	if len(res) < 2 {
 		return storage.QRTransaction{}, fmt.Errorf("redis transition qr: unexpected reply %v", v)
 	}
 	switch res[0].(int64) {
 	case 1:
-		return qrFrom(id, pairs(res[1])), nil
+		var d []byte
+		if len(res) == 3 {
+			ds, _ := res[2].(string)
+			d = []byte(ds)
+		}
+		return qrFrom(id, pairs(res[1]), d), nil
 	case 2:
 		state, _ := res[1].(string)
 		if redeem && state == to {

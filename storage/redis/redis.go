@@ -44,7 +44,7 @@ type Store struct {
 	c        redis.UniversalClient
 	p        string
 	now      func() time.Time
-	codec    storage.RequestCodec
+	codec    *storage.RequestCodec
 	subjects storage.SubjectsFunc
 	grace    time.Duration
 	fallback time.Duration
@@ -63,7 +63,7 @@ func New(cfg Config) (*Store, error) {
 		c:        cfg.Client,
 		p:        cfg.Prefix,
 		now:      cfg.Now,
-		codec:    storage.RequestCodec{Lookup: cfg.Lookup, NewSession: cfg.NewSession},
+		codec:    storage.NewRequestCodec(cfg.Lookup, cfg.NewSession),
 		subjects: cfg.Subjects,
 		grace:    cfg.RefreshGrace,
 		fallback: cfg.FallbackTTL,
@@ -144,6 +144,28 @@ func (s *Store) ttlMS(exp time.Time) int64 {
 
 func (s *Store) key(kind, raw string) string {
 	return s.p + kind + ":{" + storage.HashKey(kind, raw) + "}"
+}
+
+// rec returns the two keys of a record: metadata hash and payload string
+// (same hash tag, same slot).
+func rec(meta string) []string { return []string{meta, meta + ":d"} }
+
+// getRec reads a record in one command; a nil meta map means absent.
+func (s *Store) getRec(ctx context.Context, op, meta string) (map[string]string, []byte, error) {
+	v, err := s.run(ctx, op, getRecord, rec(meta))
+	if err != nil {
+		return nil, nil, err
+	}
+	res, _ := v.([]any)
+	if len(res) != 2 {
+		return nil, nil, fmt.Errorf("redis %s: unexpected reply %v", op, v)
+	}
+	m := pairs(res[0])
+	if len(m) == 0 {
+		return nil, nil, nil
+	}
+	d, _ := res[1].(string)
+	return m, []byte(d), nil
 }
 
 func atoi(s string) int64 {

@@ -6,22 +6,32 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Every script touches exactly one key (KEYS[1]), so it is Cluster-safe.
+// A record is two keys sharing one hash tag (one slot): a small hash of
+// metadata (KEYS[1], stays in Redis's compact listpack encoding) and a string
+// holding the payload (KEYS[2] = KEYS[1]..":d"). Every script touches only
+// the keys of one record (or one index), so it is Cluster-safe.
 // Times are Unix milliseconds from the store clock (ARGV), never Redis TIME,
 // so expiry decisions follow Config.Now.
 
-// putItem stores a fosite item as a hash: d=data r=request id x=expiry
-// [a=access key of a refresh token].
+// putItem stores a fosite item: meta r=request id x=expiry [a=hash of the access
+// token of a refresh token]; payload = encoded request.
 var putItem = redis.NewScript(`
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'r', ARGV[2], 'x', ARGV[3])
+redis.call('HSET', KEYS[1], 'r', ARGV[2], 'x', ARGV[3])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'a', ARGV[5]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
 return 1`)
 
-// idxAdd adds a member to an index set and only ever extends its TTL.
+// getRecord returns {meta HGETALL, payload or false} in one command.
+var getRecord = redis.NewScript(`
+return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2])}`)
+
+// idxAdd adds a member to an index and only ever extends its TTL. Indexes
+// are hashes (member -> "1") rather than sets: small hashes keep Redis's
+// compact listpack encoding, sets of strings do not (Redis 7.0).
 var idxAdd = redis.NewScript(`
-redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], '1')
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1`)
 
@@ -53,24 +63,26 @@ if v and tonumber(v) > tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1`)
 
-// putFields creates a hash unless a live one (x > now) exists: 1 stored, 0
-// duplicate. ARGV: now, ttl, field/value pairs.
+// putFields creates a record unless a live one (x > now) exists: 1 stored,
+// 0 duplicate. ARGV: now, ttl, payload, meta field/value pairs.
 var putFields = redis.NewScript(`
 local x = redis.call('HGET', KEYS[1], 'x')
 if x and tonumber(x) > tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
 return 1`)
 
-// takeFields returns and deletes a live hash: {1, HGETALL} or {0}.
+// takeFields returns and deletes a live record: {1, HGETALL, payload} or {0}.
 var takeFields = redis.NewScript(`
 local f = redis.call('HGETALL', KEYS[1])
-redis.call('DEL', KEYS[1])
+local d = redis.call('GET', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2])
 local x = nil
 for i = 1, #f, 2 do if f[i] == 'x' then x = f[i+1] end end
 if not x or tonumber(x) <= tonumber(ARGV[1]) then return {0} end
-return {1, f}`)
+return {1, f, d or ''}`)
 
 // rateHit counts a hit in a window key that expires with the window.
 var rateHit = redis.NewScript(`
@@ -89,13 +101,14 @@ if r[1] ~= ARGV[2] then return {2, r[1]} end
 if ARGV[4] ~= '' and r[2] ~= ARGV[4] then return {3, r[1]} end
 redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', tonumber(r[2]) + 1)
 if ARGV[5] == '1' then
-  redis.call('HSET', KEYS[1], 'b', ARGV[6], 'x', ARGV[7], 'd', ARGV[8])
+  redis.call('HSET', KEYS[1], 'b', ARGV[6], 'x', ARGV[7])
   redis.call('PEXPIRE', KEYS[1], ARGV[9])
+  redis.call('SET', KEYS[2], ARGV[8], 'PX', ARGV[9])
 end
 redis.call('PUBLISH', ARGV[10], '1')
-return {1, redis.call('HGETALL', KEYS[1])}`)
+return {1, redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or ''}`)
 
-var allScripts = []*redis.Script{putItem, idxAdd, invalidateCode, rotateRefresh, setIfAbsent, putFields, takeFields, rateHit, qrCAS}
+var allScripts = []*redis.Script{putItem, getRecord, idxAdd, invalidateCode, rotateRefresh, setIfAbsent, putFields, takeFields, rateHit, qrCAS}
 
 func loadScripts(ctx context.Context, c redis.UniversalClient) error {
 	for _, sc := range allScripts {

@@ -15,13 +15,13 @@ const (
 	kindSSOSubj = "ssosub"
 )
 
-func ssoFrom(id string, m map[string]string) storage.SSOSession {
+func ssoFrom(id string, m map[string]string, data []byte) storage.SSOSession {
 	return storage.SSOSession{
 		ID:        id,
 		Subject:   m["sub"],
 		CreatedAt: time.UnixMilli(atoi(m["ca"])),
 		ExpiresAt: time.UnixMilli(atoi(m["x"])),
-		Data:      []byte(m["d"]),
+		Data:      data,
 	}
 }
 
@@ -51,8 +51,8 @@ func (s *Store) putSSO(ctx context.Context, ss storage.SSOSession) (bool, error)
 		if ss.Subject != "" {
 			idxAdd.EvalSha(ctx, p, []string{s.key(kindSSOSubj, ss.Subject)}, h, ttl)
 		}
-		put = putFields.EvalSha(ctx, p, []string{s.p + kindSSO + ":{" + h + "}"}, ms(s.now()), ttl,
-			"sub", ss.Subject, "ca", ms(ss.CreatedAt), "x", ms(ss.ExpiresAt), "d", ss.Data)
+		put = putFields.EvalSha(ctx, p, rec(s.p+kindSSO+":{"+h+"}"), ms(s.now()), ttl, ss.Data,
+			"sub", ss.Subject, "ca", ms(ss.CreatedAt), "x", ms(ss.ExpiresAt))
 	})
 	if err != nil {
 		return false, err
@@ -63,14 +63,14 @@ func (s *Store) putSSO(ctx context.Context, ss storage.SSOSession) (bool, error)
 
 // GetSSO implements storage.SSOStore.
 func (s *Store) GetSSO(ctx context.Context, id string) (storage.SSOSession, error) {
-	m, err := s.c.HGetAll(ctx, s.key(kindSSO, id)).Result()
+	m, d, err := s.getRec(ctx, "get sso", s.key(kindSSO, id))
 	if err != nil {
-		return storage.SSOSession{}, wrap("get sso", err)
+		return storage.SSOSession{}, err
 	}
 	if x, ok := m["x"]; !ok || atoi(x) <= ms(s.now()) {
 		return storage.SSOSession{}, fmt.Errorf("sso: %w", storage.ErrNotFound)
 	}
-	return ssoFrom(id, m), nil
+	return ssoFrom(id, m, d), nil
 }
 
 // RotateSSO implements storage.SSOStore: the old key is taken atomically
@@ -81,14 +81,14 @@ func (s *Store) RotateSSO(ctx context.Context, oldID, newID string) (storage.SSO
 	if newID == "" || newID == oldID {
 		return storage.SSOSession{}, fmt.Errorf("%w: rotation needs a new id", storage.ErrInvalidArgument)
 	}
-	m, err := s.take(ctx, "rotate sso", s.key(kindSSO, oldID))
+	m, d, err := s.take(ctx, "rotate sso", s.key(kindSSO, oldID))
 	if err != nil {
 		return storage.SSOSession{}, err
 	}
 	if m == nil {
 		return storage.SSOSession{}, fmt.Errorf("sso: %w", storage.ErrNotFound)
 	}
-	ss := ssoFrom(newID, m)
+	ss := ssoFrom(newID, m, d)
 	created, err := s.putSSO(ctx, ss)
 	if err != nil {
 		return storage.SSOSession{}, err
@@ -99,20 +99,22 @@ func (s *Store) RotateSSO(ctx context.Context, oldID, newID string) (storage.SSO
 	if ss.Subject != "" {
 		// The old hash stays in the subject index until it expires; deleting
 		// a missing key later is harmless.
-		_ = s.c.SRem(ctx, s.key(kindSSOSubj, ss.Subject), storage.HashKey(kindSSO, oldID)).Err()
+		if err := s.c.HDel(ctx, s.key(kindSSOSubj, ss.Subject), storage.HashKey(kindSSO, oldID)).Err(); err != nil {
+			s.log.Debug("sso rotate: index cleanup failed", "err", err)
+		}
 	}
 	return ss, nil
 }
 
 // DeleteSSO implements storage.SSOStore.
 func (s *Store) DeleteSSO(ctx context.Context, id string) error {
-	return wrap("delete sso", s.c.Del(ctx, s.key(kindSSO, id)).Err())
+	return wrap("delete sso", s.c.Del(ctx, rec(s.key(kindSSO, id))...).Err())
 }
 
 // DeleteSSOSubject implements storage.SSOStore.
 func (s *Store) DeleteSSOSubject(ctx context.Context, subject string) (int, error) {
 	idx := s.key(kindSSOSubj, subject)
-	hs, err := s.c.SMembers(ctx, idx).Result()
+	hs, err := s.c.HKeys(ctx, idx).Result()
 	if err != nil {
 		return 0, wrap("delete sso subject", err)
 	}
@@ -120,6 +122,7 @@ func (s *Store) DeleteSSOSubject(ctx context.Context, subject string) (int, erro
 	_, err = s.pipe(ctx, "delete sso subject", func(p redis.Pipeliner) {
 		for _, h := range hs {
 			dels = append(dels, p.Del(ctx, s.p+kindSSO+":{"+h+"}"))
+			p.Del(ctx, s.p+kindSSO+":{"+h+"}:d")
 		}
 		p.Del(ctx, idx)
 	})
