@@ -60,7 +60,7 @@ func newEnv(t *testing.T, f Factory) *env {
 	t.Helper()
 	clock := NewClock(time.Now())
 	clients := map[string]fosite.Client{
-		"portal": &fosite.DefaultClient{ID: "portal", RedirectURIs: []string{"https://portal.example/cb"}},
+		"portal": portalClient(),
 		"bank":   &fosite.DefaultClient{ID: "bank"},
 	}
 	lookup := func(_ context.Context, id string) (fosite.Client, error) {
@@ -164,6 +164,7 @@ func Run(t *testing.T, f Factory) {
 		{"concurrency/qr", testConcurrentQR},
 		{"concurrency/jti", testConcurrentJTI},
 		{"concurrency/once-seen-rotate", testConcurrentMisc},
+		{"fosite/code-pkce-refresh-reuse", testFositeFlow},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newEnv(t, f)) })
