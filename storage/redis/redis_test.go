@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +70,35 @@ func TestConformance(t *testing.T) {
 	c := testClient(t)
 	storagetest.Run(t, func(t *testing.T, o storagetest.Options) storage.Sessions {
 		return newStore(t, c, o)
+	})
+}
+
+// TestConformanceCluster runs the suite on Redis Cluster when
+// ESSC_TEST_REDIS_CLUSTER_ADDRS (comma-separated host:port of the masters)
+// is set: it proves every script and pipeline is single-slot (a cross-slot
+// command fails with CROSSSLOT there).
+func TestConformanceCluster(t *testing.T) {
+	addrs := os.Getenv("ESSC_TEST_REDIS_CLUSTER_ADDRS")
+	if addrs == "" {
+		t.Skip("ESSC_TEST_REDIS_CLUSTER_ADDRS not set: Redis Cluster not tested")
+	}
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ",")})
+	t.Cleanup(func() { _ = c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("ESSC_TEST_REDIS_CLUSTER_ADDRS=%s set but unreachable: %v", addrs, err)
+	}
+	storagetest.Run(t, func(t *testing.T, o storagetest.Options) storage.Sessions {
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		s, err := redisstore.New(redisstore.Config{Client: c, Prefix: "essc-test:" + hex.EncodeToString(b) + ":", Now: o.Now,
+			Lookup: o.Lookup, NewSession: o.NewSession, Subjects: o.Subjects, RefreshGrace: o.RefreshGrace})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
 	})
 }
 
