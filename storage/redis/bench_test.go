@@ -49,7 +49,9 @@ func benchStore(b *testing.B) (*redisstore.Store, *redis.Client, *counter) {
 	}
 	b.Cleanup(func() { _ = s.Close() })
 	// Warm the script cache so NOSCRIPT retries do not count.
-	_, _ = s.Seen(context.Background(), "warm", "x", time.Second)
+	if err := s.LoadScripts(context.Background()); err != nil {
+		b.Fatal(err)
+	}
 	return s, c, cnt
 }
 
@@ -96,7 +98,7 @@ func report(b *testing.B, cnt *counter, trips0, cmds0 int64) {
 func BenchmarkCreateTokenSession(b *testing.B) {
 	s, _, cnt := benchStore(b)
 	ctx := context.Background()
-	r := realistic("req-bench")
+	r := realistic("req-bench").Sanitize(nil) // as fosite stores token sessions
 	t0, c0 := cnt.trips.Load(), cnt.cmds.Load()
 	b.ResetTimer()
 	for i := range b.N {
@@ -240,3 +242,94 @@ func BenchmarkFootprint(b *testing.B) {
 }
 
 func isDup(err error) bool { return errors.Is(err, storage.ErrDuplicate) }
+
+// BenchmarkParallelCreateTokenSession: throughput with concurrent callers
+// (GOMAXPROCS×8 goroutines), the shape of a busy token endpoint.
+func BenchmarkParallelCreateTokenSession(b *testing.B) {
+	s, _, cnt := benchStore(b)
+	ctx := context.Background()
+	r := realistic("req-bench").Sanitize(nil)
+	var n atomic.Int64
+	t0, c0 := cnt.trips.Load(), cnt.cmds.Load()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			at, rt := fmt.Sprintf("at-%d", i), fmt.Sprintf("rt-%d", i)
+			if err := s.CreateAccessTokenSession(ctx, at, r); err != nil {
+				b.Error(err)
+				return
+			}
+			if err := s.CreateRefreshTokenSession(ctx, rt, at, r); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	report(b, cnt, t0, c0)
+}
+
+// BenchmarkParallelRedeemCode: get + invalidate under concurrency.
+func BenchmarkParallelRedeemCode(b *testing.B) {
+	s, _, cnt := benchStore(b)
+	ctx := context.Background()
+	r := realistic("req-code")
+	for i := range b.N {
+		if err := s.CreateAuthorizeCodeSession(ctx, fmt.Sprintf("code-%d", i), r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var n atomic.Int64
+	t0, c0 := cnt.trips.Load(), cnt.cmds.Load()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			code := fmt.Sprintf("code-%d", n.Add(1)-1)
+			if _, err := s.GetAuthorizeCodeSession(ctx, code, nil); err != nil {
+				b.Error(err)
+				return
+			}
+			if err := s.InvalidateAuthorizeCodeSession(ctx, code); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	report(b, cnt, t0, c0)
+}
+
+// BenchmarkParallelQRTransition: pending → scanned with mutation under
+// concurrency (distinct transactions).
+func BenchmarkParallelQRTransition(b *testing.B) {
+	s, _, cnt := benchStore(b)
+	ctx := context.Background()
+	data := qrData()
+	for i := range b.N {
+		if _, err := s.CreateQR(ctx, storage.QRTransaction{ID: fmt.Sprintf("txn-%d", i), State: "pending",
+			ExpiresAt: time.Now().Add(2 * time.Minute), Data: data}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var n atomic.Int64
+	t0, c0 := cnt.trips.Load(), cnt.cmds.Load()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := fmt.Sprintf("txn-%d", n.Add(1)-1)
+			if _, err := s.TransitionQR(ctx, id, "pending", "scanned", func(q *storage.QRTransaction) error {
+				q.Data = append(q.Data[:len(q.Data):len(q.Data)], `,"device":"d-1"`...)
+				return nil
+			}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	report(b, cnt, t0, c0)
+}

@@ -97,6 +97,13 @@ func New(cfg Config) (*Store, error) {
 // which the caller owns.
 func (s *Store) Close() error { return s.hub.close() }
 
+// LoadScripts loads the Lua scripts into Redis (every master on Cluster).
+// Optional: call it at start-up so the first operations do not pay a
+// NOSCRIPT round trip; after a Redis restart the store reloads by itself.
+func (s *Store) LoadScripts(ctx context.Context) error {
+	return wrap("load scripts", loadScripts(ctx, s.c))
+}
+
 // Ping checks that Redis answers; ErrUnavailable if not.
 func (s *Store) Ping(ctx context.Context) error {
 	return wrap("ping", s.c.Ping(ctx).Err())
