@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/essc-project/essc/storage"
 )
@@ -33,7 +34,8 @@ func (s *Store) CreateQR(ctx context.Context, t storage.QRTransaction) (storage.
 	}
 	t = cloneQR(t)
 	t.Version = 1
-	t.CreatedAt = now
+	t.CreatedAt = now.Truncate(time.Millisecond) // same precision as Redis
+	t.ExpiresAt = t.ExpiresAt.Truncate(time.Millisecond)
 	s.qr[k] = t
 	return cloneQR(t), nil
 }

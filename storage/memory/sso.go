@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/essc-project/essc/storage"
 )
@@ -24,7 +25,8 @@ func (s *Store) CreateSSO(ctx context.Context, ss storage.SSOSession) (storage.S
 	if _, ok := s.liveSSOLocked(h); ok {
 		return storage.SSOSession{}, fmt.Errorf("sso: %w", storage.ErrDuplicate)
 	}
-	ss.CreatedAt = now
+	ss.CreatedAt = now.Truncate(time.Millisecond) // same precision as Redis
+	ss.ExpiresAt = ss.ExpiresAt.Truncate(time.Millisecond)
 	s.putSSOLocked(h, ss)
 	return ss, nil
 }
