@@ -115,3 +115,18 @@ func TestConfigLayers(t *testing.T) {
 		}
 	})
 }
+
+// TestExampleConfig keeps docs/essc.example.yaml loadable and valid.
+func TestExampleConfig(t *testing.T) {
+	c := defaults()
+	if err := loadFile(filepath.Join("..", "..", "docs", "essc.example.yaml"), &c); err != nil {
+		t.Fatal(err)
+	}
+	c.Finish()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("the documented example does not validate: %v", err)
+	}
+	if c.Mode != ModeProduction || c.Redis.MasterName != "essc" || c.Database.URLFile == "" {
+		t.Fatalf("example not read as written: %+v", c)
+	}
+}
