@@ -1,0 +1,505 @@
+package qrlogin
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/essc-project/essc/storage"
+)
+
+// Transaction states (DESIGN.md §7): pending → scanned → approved → consumed,
+// with the exits denied, expired (the store's TTL) and cancelled.
+const (
+	StatePending   = "pending"
+	StateScanned   = "scanned"
+	StateApproved  = "approved"
+	StateConsumed  = "consumed"
+	StateDenied    = "denied"
+	StateCancelled = "cancelled"
+	StateExpired   = "expired" // reported for a transaction the store no longer has
+)
+
+// ACR values of DESIGN.md §5.
+const (
+	ACRPIN  = "urn:essc:acr:pin"
+	ACRFace = "urn:essc:acr:face"
+)
+
+// Errors of the app side. They are values the wallet maps to its wire errors;
+// the browser side never shows them.
+var (
+	ErrNotFound       = errors.New("qrlogin: no such transaction")      // unknown or expired
+	ErrFrameInvalid   = errors.New("qrlogin: frame MAC does not match") // forged or for another transaction
+	ErrFrameExpired   = errors.New("qrlogin: frame too old")            // a screenshot replayed later
+	ErrAlreadyScanned = errors.New("qrlogin: transaction already scanned")
+	ErrNotScanner     = errors.New("qrlogin: confirmation from a device that did not scan")
+	ErrWrongNumber    = errors.New("qrlogin: wrong number picked: transaction denied")
+	ErrACRNotMet      = errors.New("qrlogin: authentication level below what the relying party requires")
+	ErrFinished       = errors.New("qrlogin: transaction already finished") // replayed confirm/deny
+	ErrRateLimited    = errors.New("qrlogin: too many attempts")
+	ErrHolderInactive = errors.New("qrlogin: card or e-card not active")
+	ErrBadCode        = errors.New("qrlogin: unknown fallback code")
+)
+
+// Store is the state the service needs (storage.Sessions satisfies it).
+type Store interface {
+	storage.QRStore
+	storage.RateLimiter
+	storage.OnceStore
+	storage.SSOStore
+}
+
+// HolderCheck re-checks, live, that the holder's e-card and card are active
+// and usable (PIN changed). It returns an error wrapping ErrHolderInactive
+// when they are not, or a storage error.
+type HolderCheck interface {
+	CheckHolder(ctx context.Context, holderID, ecardID string) error
+}
+
+// ConsentChecker tells which of the requested scopes the holder must
+// confirm on the phone (nil: none).
+type ConsentChecker interface {
+	NeedConsent(ctx context.Context, holderID string, req Request) ([]string, error)
+}
+
+// Completer finishes the OpenID authorize response once the browser has
+// collected an approved transaction (it writes the redirect to w).
+type Completer interface {
+	Complete(w http.ResponseWriter, r *http.Request, req Request, a Approval)
+}
+
+// Observer receives every state transition (audit log, metrics). Optional.
+type Observer interface {
+	Transition(ctx context.Context, txn, clientID, from, to string, attrs map[string]string)
+}
+
+// Request is the validated authorize request the login is for, as the OIDC
+// side hands it over. Names and domains come from the client registry.
+type Request struct {
+	Profile      string        `json:"p"`
+	ClientID     string        `json:"cid"`
+	ClientName   string        `json:"cn"`
+	ClientDomain string        `json:"cd"`
+	Scopes       []string      `json:"s,omitempty"`
+	ACRValues    []string      `json:"acr,omitempty"`
+	MaxAge       time.Duration `json:"ma"`
+	Prompt       string        `json:"pr,omitempty"`
+	Purpose      string        `json:"pu,omitempty"`
+	RequestedAt  time.Time     `json:"at"`
+	Pending      []byte        `json:"pd"` // the OIDC side's integrity-protected pending request
+}
+
+// RequiresFace reports whether the relying party accepts only face-level
+// authentication (its acr_values name face and not pin).
+func (r Request) RequiresFace() bool {
+	return len(r.ACRValues) > 0 && !slices.Contains(r.ACRValues, ACRPIN) && slices.Contains(r.ACRValues, ACRFace)
+}
+
+// Approval is what the holder confirmed on the phone.
+type Approval struct {
+	HolderID  string    `json:"h"`
+	ECardID   string    `json:"e"`
+	DeviceID  string    `json:"d"`
+	ACR       string    `json:"acr"`
+	AMR       []string  `json:"amr"`
+	AuthTime  time.Time `json:"t"`
+	Purpose   string    `json:"pu,omitempty"`
+	Consented []string  `json:"c,omitempty"`
+	Act       string    `json:"act,omitempty"` // delegate acting for the holder, if any
+}
+
+// txnData is what qrlogin keeps in storage.QRTransaction.Data.
+type txnData struct {
+	Req        Request   `json:"r"`
+	BrowserIP  string    `json:"ip"`
+	BrowserUA  string    `json:"ua"`
+	Elderly    bool      `json:"el,omitempty"`
+	Number     int       `json:"n,omitempty"`  // the one shown in the browser
+	Candidates []int     `json:"cs,omitempty"` // the three shown on the phone
+	Scanner    *scanner  `json:"sc,omitempty"`
+	Consent    []string  `json:"cr,omitempty"` // scopes the phone must show for consent
+	Approval   *Approval `json:"ap,omitempty"`
+	Code       string    `json:"fc,omitempty"` // elderly fallback code
+	// Deadline is the logical end of the transaction (created + TTL). The
+	// store keeps the record a little longer (retryGrace) so that an expired
+	// page can start a fresh transaction for the same request.
+	Deadline time.Time `json:"dl"`
+}
+
+// retryGrace is how long an expired transaction's request stays available
+// for "refresh the QR code" before the holder must go back to the portal.
+const retryGrace = 60 * time.Second
+
+// live reports whether the transaction may still move forward at now.
+func (d txnData) live(now time.Time) bool { return now.Before(d.Deadline) }
+
+type scanner struct {
+	HolderID string `json:"h"`
+	ECardID  string `json:"e"`
+	DeviceID string `json:"d"`
+}
+
+// Config configures a Service.
+type Config struct {
+	Store     Store          // required
+	Holders   HolderCheck    // required
+	Completer Completer      // required
+	Consent   ConsentChecker // optional
+	Observer  Observer       // optional
+	// FrameKey keys the frame MACs (HMAC-SM3, ≥ 32 octets). Every replica
+	// must use the same key.
+	FrameKey []byte
+	// TTL of a transaction; default 120 s.
+	TTL time.Duration
+	// SecureCookies sets Secure and the __Secure- prefix on the browser
+	// binding cookie; only a loopback development server may turn it off.
+	SecureCookies bool
+	// ClientIP extracts the browser's address (trusted-proxy aware); default
+	// the host of RemoteAddr.
+	ClientIP func(*http.Request) string
+	// Limits; zero values take the defaults in DefaultLimits.
+	Limits Limits
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Limits are the rate limits of DESIGN.md §7 and issue 6.
+type Limits struct {
+	TxnPerIP       int // new transactions per browser IP per minute (default 30)
+	PollsPerTxn    int // status polls per transaction per 2 s (default 2: the interval is enforced)
+	FramesPerTxn   int // frame fetches per transaction per minute (default 90)
+	ScansPerDevice int // scan attempts per device per minute (default 20)
+	LookupsPerIP   int // status/frame requests for unknown transactions per IP per minute (default 30)
+}
+
+// DefaultLimits are used for zero fields of Config.Limits.
+var DefaultLimits = Limits{TxnPerIP: 30, PollsPerTxn: 2, FramesPerTxn: 90, ScansPerDevice: 20, LookupsPerIP: 30}
+
+// Timing of frames (normal and elderly mode), DESIGN.md §7.
+const (
+	FrameInterval        = 1 * time.Second
+	FrameWindow          = 5 * time.Second
+	ElderlyFrameInterval = 5 * time.Second
+	ElderlyFrameWindow   = 15 * time.Second
+	PollInterval         = 2 * time.Second
+	clockSkew            = 1 * time.Second
+)
+
+// Service runs QR-Link v1 transactions. It is safe for concurrent use and
+// keeps no state of its own: any replica can serve any step.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+}
+
+// New validates cfg.
+func New(cfg Config) (*Service, error) {
+	var errs []error
+	if cfg.Store == nil {
+		errs = append(errs, errors.New("Store is required"))
+	}
+	if cfg.Holders == nil {
+		errs = append(errs, errors.New("Holders is required"))
+	}
+	if cfg.Completer == nil {
+		errs = append(errs, errors.New("Completer is required"))
+	}
+	if len(cfg.FrameKey) < 32 {
+		errs = append(errs, errors.New("FrameKey must be at least 32 octets"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("qrlogin: %w", err)
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = 120 * time.Second
+	}
+	l := &cfg.Limits
+	for _, p := range []struct {
+		v *int
+		d int
+	}{
+		{&l.TxnPerIP, DefaultLimits.TxnPerIP}, {&l.PollsPerTxn, DefaultLimits.PollsPerTxn},
+		{&l.FramesPerTxn, DefaultLimits.FramesPerTxn}, {&l.ScansPerDevice, DefaultLimits.ScansPerDevice},
+		{&l.LookupsPerIP, DefaultLimits.LookupsPerIP},
+	} {
+		if *p.v <= 0 {
+			*p.v = p.d
+		}
+	}
+	if cfg.ClientIP == nil {
+		cfg.ClientIP = remoteHost
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// Begin creates a pending transaction for req and returns its id and the
+// browser-binding secret (the caller sets it as a cookie; only its SHA-256
+// is stored).
+func (s *Service) Begin(ctx context.Context, req Request, browserIP, userAgent string) (txn, binding string, err error) {
+	d, err := s.cfg.Store.Allow(ctx, "qr:begin:"+browserIP, s.cfg.Limits.TxnPerIP, time.Minute)
+	if err != nil {
+		return "", "", err
+	}
+	if !d.Allowed {
+		return "", "", ErrRateLimited
+	}
+	txn, binding = randomID(16), randomID(32)
+	number := 10 + randInt(90)
+	now := s.now()
+	data, err := json.Marshal(txnData{Req: req, BrowserIP: browserIP, BrowserUA: deviceSummary(userAgent), Number: number, Deadline: now.Add(s.cfg.TTL)})
+	if err != nil {
+		return "", "", err
+	}
+	bh := sha256.Sum256([]byte(binding))
+	_, err = s.cfg.Store.CreateQR(ctx, storage.QRTransaction{
+		ID: txn, State: StatePending, ClientID: req.ClientID, BindingHash: bh[:],
+		ExpiresAt: now.Add(s.cfg.TTL + retryGrace), Data: data,
+	})
+	if err != nil {
+		return "", "", err
+	}
+	s.observe(ctx, txn, req.ClientID, "", StatePending, map[string]string{"ip": browserIP})
+	return txn, binding, nil
+}
+
+// View is the browser's view of a transaction: never any PII.
+type View struct {
+	Txn       string
+	State     string
+	Number    int // shown once the phone has scanned
+	Elderly   bool
+	Code      string // elderly fallback code
+	ExpiresAt time.Time
+	CreatedAt time.Time
+	Request   Request
+}
+
+// load returns the transaction and its data; ErrNotFound if unknown/expired.
+func (s *Service) load(ctx context.Context, txn string) (storage.QRTransaction, txnData, error) {
+	if !validTxnID(txn) {
+		return storage.QRTransaction{}, txnData{}, ErrNotFound
+	}
+	t, err := s.cfg.Store.GetQR(ctx, txn)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return t, txnData{}, ErrNotFound
+		}
+		return t, txnData{}, err
+	}
+	var d txnData
+	if err := json.Unmarshal(t.Data, &d); err != nil {
+		return t, d, fmt.Errorf("qrlogin: stored transaction unreadable: %w", err)
+	}
+	return t, d, nil
+}
+
+// BrowserView returns the transaction for the browser holding binding. A
+// wrong or missing binding reads exactly like an unknown transaction.
+func (s *Service) BrowserView(ctx context.Context, txn, binding string) (View, error) {
+	t, d, err := s.load(ctx, txn)
+	if err != nil {
+		return View{}, err
+	}
+	if !bindingMatches(t.BindingHash, binding) {
+		return View{}, ErrNotFound
+	}
+	v := View{Txn: t.ID, State: t.State, Elderly: d.Elderly, Code: d.Code, ExpiresAt: d.Deadline, CreatedAt: t.CreatedAt, Request: d.Req}
+	if !d.live(s.now()) && (t.State == StatePending || t.State == StateScanned || t.State == StateApproved) {
+		v.State = StateExpired
+	}
+	if t.State == StateScanned {
+		v.Number = d.Number
+	}
+	return v, nil
+}
+
+// CurrentFrame returns the frame the browser shows now.
+func (s *Service) CurrentFrame(v View) Frame {
+	interval := FrameInterval
+	if v.Elderly {
+		interval = ElderlyFrameInterval
+	}
+	step := int(interval / time.Second)
+	e := int(s.now().Sub(v.CreatedAt) / time.Second)
+	if e < 0 {
+		e = 0
+	}
+	e -= e % step
+	return Frame{Txn: v.Txn, Elapsed: e, MAC: frameMAC(s.cfg.FrameKey, v.Txn, e, v.Request.ClientID)}
+}
+
+// SetElderly switches a pending transaction to elderly mode (large QR, 5 s
+// frames, 15 s window) and gives it an 8-character fallback code the holder
+// can type into the app instead of scanning.
+func (s *Service) SetElderly(ctx context.Context, txn, binding string) (View, error) {
+	v, err := s.BrowserView(ctx, txn, binding)
+	if err != nil {
+		return View{}, err
+	}
+	if v.State != StatePending || v.Elderly {
+		return v, nil
+	}
+	code := fallbackCode()
+	if err := s.cfg.Store.PutOnce(ctx, "qr-code", code, []byte(txn), v.ExpiresAt.Sub(s.now())+time.Second); err != nil {
+		return View{}, err
+	}
+	_, err = s.cfg.Store.TransitionQR(ctx, txn, StatePending, StatePending, func(t *storage.QRTransaction) error {
+		var d txnData
+		if err := json.Unmarshal(t.Data, &d); err != nil {
+			return err
+		}
+		d.Elderly, d.Code = true, code
+		b, err := json.Marshal(d)
+		t.Data = b
+		return err
+	})
+	if err != nil {
+		return View{}, err
+	}
+	return s.BrowserView(ctx, txn, binding)
+}
+
+// Restart starts a fresh transaction for the same request after the old one
+// expired or was cancelled/denied (the "refresh QR code" button), as long as
+// the old record is still kept. It needs the old binding secret.
+func (s *Service) Restart(ctx context.Context, txn, binding, browserIP, userAgent string) (newTxn, newBinding string, err error) {
+	v, err := s.BrowserView(ctx, txn, binding)
+	if err != nil {
+		return "", "", err
+	}
+	switch v.State {
+	case StateExpired, StateDenied, StateCancelled:
+	default:
+		return "", "", ErrFinished
+	}
+	return s.Begin(ctx, v.Request, browserIP, userAgent)
+}
+
+// Collect is the browser's completion: with the binding secret, an approved
+// transaction moves to consumed exactly once and the approval is returned.
+// Pending or scanned transactions return their view and no approval.
+func (s *Service) Collect(ctx context.Context, txn, binding string) (View, *Approval, error) {
+	v, err := s.BrowserView(ctx, txn, binding)
+	if err != nil || v.State != StateApproved {
+		return v, nil, err
+	}
+	t, err := s.cfg.Store.RedeemQR(ctx, txn, StateApproved, StateConsumed)
+	if err != nil {
+		if errors.Is(err, storage.ErrAlreadyUsed) || errors.Is(err, storage.ErrStateConflict) {
+			return v, nil, ErrFinished
+		}
+		return v, nil, err
+	}
+	var d txnData
+	if err := json.Unmarshal(t.Data, &d); err != nil || d.Approval == nil {
+		return v, nil, fmt.Errorf("qrlogin: approved transaction without approval")
+	}
+	v.State = StateConsumed
+	s.observe(ctx, txn, t.ClientID, StateApproved, StateConsumed, nil)
+	return v, d.Approval, nil
+}
+
+// Cancel ends a pending or scanned transaction from the browser.
+func (s *Service) Cancel(ctx context.Context, txn, binding string) error {
+	v, err := s.BrowserView(ctx, txn, binding)
+	if err != nil {
+		return err
+	}
+	if v.State != StatePending && v.State != StateScanned {
+		return ErrFinished
+	}
+	if _, err := s.cfg.Store.TransitionQR(ctx, txn, v.State, StateCancelled, nil); err != nil {
+		return mapConflict(err)
+	}
+	s.observe(ctx, txn, v.Request.ClientID, v.State, StateCancelled, nil)
+	return nil
+}
+
+// Watch subscribes to wake-ups of txn (from any replica).
+func (s *Service) Watch(ctx context.Context, txn string) (<-chan struct{}, func(), error) {
+	return s.cfg.Store.WatchQR(ctx, txn)
+}
+
+// Allow applies one of the service's rate limits to key.
+func (s *Service) allow(ctx context.Context, key string, limit int, window time.Duration) error {
+	d, err := s.cfg.Store.Allow(ctx, key, limit, window)
+	if err != nil {
+		return err
+	}
+	if !d.Allowed {
+		return ErrRateLimited
+	}
+	return nil
+}
+
+func (s *Service) observe(ctx context.Context, txn, clientID, from, to string, attrs map[string]string) {
+	s.log.InfoContext(ctx, "qr transition", "txn", txn[:6], "client_id", clientID, "from", from, "to", to)
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Transition(ctx, txn, clientID, from, to, attrs)
+	}
+}
+
+// mapConflict turns a lost compare-and-set into ErrFinished.
+func mapConflict(err error) error {
+	switch {
+	case errors.Is(err, storage.ErrStateConflict), errors.Is(err, storage.ErrAlreadyUsed):
+		return ErrFinished
+	case errors.Is(err, storage.ErrNotFound):
+		return ErrNotFound
+	}
+	return err
+}
+
+func bindingMatches(hash []byte, binding string) bool {
+	if binding == "" || len(hash) != sha256.Size {
+		return false
+	}
+	h := sha256.Sum256([]byte(binding))
+	return subtle.ConstantTimeCompare(h[:], hash) == 1
+}
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func randInt(n int) int {
+	v, err := rand.Int(rand.Reader, big.NewInt(int64(n)))
+	if err != nil {
+		panic(err)
+	}
+	return int(v.Int64())
+}
+
+// codeAlphabet has no 0/O, 1/I/L: easy to read aloud and to type.
+const codeAlphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+func fallbackCode() string {
+	b := make([]byte, 8)
+	for i := range b {
+		b[i] = codeAlphabet[randInt(len(codeAlphabet))]
+	}
+	return string(b)
+}

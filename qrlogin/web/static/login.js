@@ -1,0 +1,74 @@
+// QR-Link v1 login page: animates the QR frames, follows the transaction by
+// server-sent events (long-poll fallback) and completes when the phone approves.
+(function () {
+  "use strict";
+  var root = document.getElementById("login");
+  if (!root) return;
+  document.body.classList.add("js");
+  var base = root.dataset.base;
+  var state = root.dataset.state;
+  var img = document.getElementById("qr-img");
+  var link = document.getElementById("app-link");
+  var remaining = parseInt(root.dataset.remaining, 10) || 0;
+  var done = false;
+
+  function show(id, on) { var el = document.getElementById(id); if (el) el.hidden = !on; }
+  function message(t) { document.getElementById("message").textContent = t; }
+
+  function apply(s) {
+    if (done) return;
+    state = s.state;
+    show("qr", state === "pending");
+    show("scanned", state === "scanned");
+    show("cancel", state === "pending" || state === "scanned");
+    show("restart", state === "expired" || state === "denied" || state === "cancelled");
+    if (state === "scanned" && s.number) {
+      document.getElementById("number").textContent = String(s.number);
+      message("已扫码，请在手机上选择与下方相同的数字并确认。");
+    } else if (state === "approved") {
+      done = true;
+      message("手机已确认，正在登录……");
+      document.getElementById("complete").submit();
+    } else if (state === "denied") {
+      done = true; message("登录已被拒绝。如果不是您本人操作，无需处理。");
+    } else if (state === "cancelled") {
+      done = true; message("登录已取消。");
+    } else if (state === "expired") {
+      done = true; message("二维码已过期，请刷新二维码后重新扫码。");
+    }
+  }
+
+  function nextFrame() {
+    if (done || state !== "pending") return;
+    fetch(base + "/frame", { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (f) {
+        if (!f) { setTimeout(nextFrame, 2000); return; }
+        if (img) img.src = f.image;
+        if (link) link.href = f.payload;
+        setTimeout(nextFrame, f.next_ms);
+      })
+      .catch(function () { setTimeout(nextFrame, 2000); });
+  }
+
+  function poll() {
+    if (done) return;
+    fetch(base + "?wait=20", { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { return r.json(); })
+      .then(function (s) { apply(s); setTimeout(poll, (s.interval || 2) * 1000); })
+      .catch(function () { setTimeout(poll, 3000); });
+  }
+
+  if (window.EventSource) {
+    var es = new EventSource(base + "/events");
+    es.addEventListener("state", function (e) { apply(JSON.parse(e.data)); if (done) es.close(); });
+    es.onerror = function () { if (!done) { es.close(); poll(); } };
+  } else {
+    poll();
+  }
+  nextFrame();
+  setInterval(function () {
+    if (remaining > 0) { remaining--; var el = document.getElementById("remaining"); if (el) el.textContent = remaining; }
+    if (remaining === 0 && state === "pending" && !done) apply({ state: "expired" });
+  }, 1000);
+})();
