@@ -1,9 +1,10 @@
 // Command esscd is the essc server: the composition root that reads the
 // configuration, opens the backends, wires the handlers and serves.
 //
-// This is the skeleton of issue 2: it loads or generates the signing keys
-// under DATA/keys, serves /healthz, and shuts down gracefully on SIGINT or
-// SIGTERM. Only main sets the process-wide logger.
+// Configuration is layered (defaults, --config YAML, ESSC_* environment,
+// flags) and validated as a whole before anything is opened; see config.go.
+// The wiring of backends and handlers is in server.go. Only main sets the
+// process-wide logger.
 package main
 
 import (
@@ -17,8 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,11 +26,12 @@ import (
 )
 
 func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	level := new(slog.LevelVar)
+	logger := slog.New(maskingHandler{slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})})
 	slog.SetDefault(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], logger); err != nil {
+	if err := run(ctx, os.Args[1:], logger, level); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -39,99 +40,123 @@ func main() {
 	}
 }
 
-// options are the command-line flags.
-type options struct {
-	data            string
-	listen          string
-	demo            bool
-	keyPasswordFile string
-	shutdownTimeout time.Duration
-	keyCheck        time.Duration
-}
-
-func parseFlags(args []string, stderr io.Writer) (options, error) {
-	var o options
+// loadConfig layers the configuration: defaults, then the YAML file named by
+// --config (or ESSC_CONFIG), then ESSC_* environment variables, then flags.
+func loadConfig(args []string, stderr io.Writer, getenv func(string) string) (FileConfig, error) {
+	c := defaults()
 	fs := flag.NewFlagSet("esscd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.data, "data", "./data", "data directory (keys under DATA/keys)")
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "HTTP listen address")
-	fs.BoolVar(&o.demo, "demo", false, "seed demonstration data (embedded default)")
-	fs.StringVar(&o.keyPasswordFile, "key-password-file", os.Getenv("ESSC_KEY_PASSWORD_FILE"),
-		"file with the password of encrypted signing key files (env ESSC_KEY_PASSWORD_FILE); empty: plain files")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "grace period for in-flight requests on SIGINT/SIGTERM")
-	fs.DurationVar(&o.keyCheck, "key-check-interval", time.Hour, "how often the key rotation schedule is applied")
+	configPath := fs.String("config", getenv("ESSC_CONFIG"), "YAML configuration file (env ESSC_CONFIG); see essc.example.yaml")
+	var f FileConfig // flag values; applied only when set
+	var mode string
+	fs.StringVar(&mode, "mode", "", "development|production")
+	fs.StringVar(&f.Data, "data", "", "data directory (default ./data; keys under DATA/keys)")
+	fs.StringVar(&f.Listen, "listen", "", "HTTP listen address (default 127.0.0.1:8080)")
+	fs.StringVar(&f.Issuer, "issuer", "", "public base URL (default http://LISTEN)")
+	fs.BoolVar(&f.Demo, "demo", false, "seed demonstration data and serve /demo (development only)")
+	fs.StringVar(&f.Keys.PasswordFile, "key-password-file", "", "file with the password of encrypted signing key files")
+	fs.StringVar(&f.Database.URL, "database", "", "registry database URL (postgres://… or sqlite://path)")
+	fs.StringVar(&f.Redis.URL, "redis", "", "Redis URL for sessions (default: in memory)")
+	fs.DurationVar(&f.HTTP.ShutdownTimeout, "shutdown-timeout", 0, "grace period for in-flight requests on SIGINT/SIGTERM")
+	fs.DurationVar(&f.Keys.CheckInterval, "key-check-interval", 0, "how often the key rotation schedule is applied")
 	if err := fs.Parse(args); err != nil {
-		return o, err
+		return c, err
 	}
 	if fs.NArg() != 0 {
-		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if o.shutdownTimeout <= 0 || o.keyCheck <= 0 {
-		return o, errors.New("--shutdown-timeout and --key-check-interval must be positive")
+	if *configPath != "" {
+		if err := loadFile(*configPath, &c); err != nil {
+			return c, err
+		}
 	}
-	return o, nil
+	envOverrides(&c, getenv)
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "mode":
+			c.Mode = Mode(mode)
+		case "data":
+			c.Data = f.Data
+		case "listen":
+			c.Listen = f.Listen
+		case "issuer":
+			c.Issuer = f.Issuer
+		case "demo":
+			c.Demo = f.Demo
+		case "key-password-file":
+			c.Keys.PasswordFile = f.Keys.PasswordFile
+		case "database":
+			c.Database.URL = f.Database.URL
+		case "redis":
+			c.Redis.URL = f.Redis.URL
+		case "shutdown-timeout":
+			c.HTTP.ShutdownTimeout = f.HTTP.ShutdownTimeout
+		case "key-check-interval":
+			c.Keys.CheckInterval = f.Keys.CheckInterval
+		}
+	})
+	c.Finish()
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return c, nil
 }
 
 // run starts the server and blocks until ctx is cancelled (a signal) and the
 // server has shut down, or it fails to start.
-func run(ctx context.Context, args []string, logger *slog.Logger) error {
-	o, err := parseFlags(args, os.Stderr)
+func run(ctx context.Context, args []string, logger *slog.Logger, level *slog.LevelVar) error {
+	cfg, err := loadConfig(args, os.Stderr, os.Getenv)
 	if err != nil {
 		return err
 	}
-	password, err := readPassword(o.keyPasswordFile)
+	if err := level.UnmarshalText([]byte(cfg.Observability.LogLevel)); err != nil {
+		return err
+	}
+	a, err := newApp(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	keyDir := filepath.Join(o.data, "keys")
-	keys, err := signing.OpenKeyDir(keyDir, password, signing.KeySetConfig{Now: time.Now})
-	if err != nil {
-		return fmt.Errorf("signing keys: %w", err)
-	}
-	made, err := keys.EnsureDefaults(time.Now())
-	if err != nil {
-		return fmt.Errorf("signing keys: %w", err)
-	}
-	for _, k := range made {
-		logger.Info("generated signing key", "alg", k.Alg(), "kid", k.ID(), "dir", keyDir)
-	}
+	defer a.Close()
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		io.WriteString(w, "ok")
-	})
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// No WriteTimeout: SSE streams are long-lived; handlers bound their own work.
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 32 << 10,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:    func(net.Listener) context.Context { return ctx },
 	}
-	ln, err := net.Listen("tcp", o.listen)
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
-	logger.Info("esscd listening", "addr", ln.Addr().String(), "data", o.data, "demo", o.demo)
+	logger.Info("esscd listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "data", cfg.Data,
+		"mode", string(cfg.Mode), "sessions", map[bool]string{true: "redis", false: "memory"}[cfg.RedisEnabled()], "demo", cfg.Demo)
 
+	workers, stopWorkers := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, w := range a.workers {
+		wg.Go(func() { w(workers) })
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	go maintainKeys(ctx, keys, o.keyCheck, logger)
 
 	select {
-	case err := <-serveErr:
-		return err
+	case err = <-serveErr:
 	case <-ctx.Done():
+		logger.Info("esscd shutting down", "timeout", cfg.HTTP.ShutdownTimeout.String())
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
+		err = srv.Shutdown(sctx)
+		cancel()
+		if serr := <-serveErr; err == nil && !errors.Is(serr, http.ErrServerClosed) {
+			err = serr
+		}
 	}
-	logger.Info("esscd shutting down", "timeout", o.shutdownTimeout.String())
-	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+	stopWorkers()
+	wg.Wait()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	logger.Info("esscd stopped")
@@ -162,20 +187,4 @@ func maintainKeys(ctx context.Context, keys *signing.KeyDir, every time.Duration
 			}
 		}
 	}
-}
-
-// readPassword reads a password file, dropping one trailing newline.
-func readPassword(path string) ([]byte, error) {
-	if path == "" {
-		return nil, nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("key password file: %w", err)
-	}
-	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	if s == "" {
-		return nil, errors.New("key password file is empty")
-	}
-	return []byte(s), nil
 }

@@ -199,7 +199,7 @@ func maskAttr(a slog.Attr) slog.Attr {
 		switch a.Key {
 		case "ssn":
 			return slog.String(a.Key, card.MaskSSN(v.String()))
-		case "name", "holder_name":
+		case "holder_name":
 			return slog.String(a.Key, card.MaskName(v.String()))
 		case "card_number", "card_no":
 			return slog.String(a.Key, card.MaskCardNumber(v.String()))

@@ -15,7 +15,7 @@ func TestMaskingHandler(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(maskingHandler{slog.NewJSONHandler(&buf, nil)})
 	const ssn = "11010519491231002X"
-	log.Info("lookup "+ssn, "ssn", ssn, "name", "张三丰", "card_number", "A12345678",
+	log.Info("lookup "+ssn, "ssn", ssn, "holder_name", "张三丰", "card_number", "A12345678",
 		"note", "holder "+ssn+" at outlet", "err", errors.New("no card for "+ssn),
 		slog.Group("g", "x", ssn))
 	out := buf.String()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -40,6 +41,8 @@ type app struct {
 	sessions storage.Sessions
 	cards    *card.Service
 	prov     *idp.Provider
+	qr       *qrBridge
+	trusted  []*net.IPNet // proxies whose X-Forwarded-For is believed
 	handler  http.Handler
 	closers  []func() error
 	// workers run until the server's context ends (outbox consumers, key rotation).
@@ -55,6 +58,13 @@ func newApp(ctx context.Context, cfg FileConfig, log *slog.Logger) (_ *app, err 
 			a.Close()
 		}
 	}()
+	for _, p := range cfg.HTTP.TrustedProxies {
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return nil, err
+		}
+		a.trusted = append(a.trusted, n)
+	}
 	if err := a.openKeys(); err != nil {
 		return nil, err
 	}
@@ -217,6 +227,7 @@ func (a *app) redisClient() (goredis.UniversalClient, error) {
 // mount registers every endpoint family; each mounts its own routes.
 func (a *app) mount(mux *http.ServeMux) error {
 	a.prov.Mount(mux)
+	a.qr.h.Mount(mux)
 	clients, err := admin.NewClients(a.reg, secret.Hasher{Key: a.secrets.ClientSecretKey}, a.now)
 	if err != nil {
 		return err
