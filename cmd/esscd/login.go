@@ -13,6 +13,7 @@ import (
 	"github.com/emmansun/gmsm/sm3"
 
 	"github.com/essc-project/essc/idp"
+	"github.com/essc-project/essc/idp/wallet"
 	"github.com/essc-project/essc/qrlogin"
 	"github.com/essc-project/essc/storage"
 )
@@ -34,6 +35,7 @@ var (
 	_ qrlogin.HolderCheck    = (*qrBridge)(nil)
 	_ qrlogin.ConsentChecker = (*qrBridge)(nil)
 	_ qrlogin.Observer       = (*qrBridge)(nil)
+	_ wallet.HolderCheck     = (*qrBridge)(nil)
 )
 
 // loginStep builds the QR-Link v1 login step.

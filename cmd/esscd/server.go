@@ -228,6 +228,9 @@ func (a *app) redisClient() (goredis.UniversalClient, error) {
 func (a *app) mount(mux *http.ServeMux) error {
 	a.prov.Mount(mux)
 	a.qr.h.Mount(mux)
+	if err := a.mountWallet(mux); err != nil {
+		return err
+	}
 	clients, err := admin.NewClients(a.reg, secret.Hasher{Key: a.secrets.ClientSecretKey}, a.now)
 	if err != nil {
 		return err

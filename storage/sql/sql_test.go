@@ -2,19 +2,14 @@ package sql_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/essc-project/essc/storage"
 	"github.com/essc-project/essc/storage/registrytest"
@@ -63,32 +58,8 @@ func pgURL(t testing.TB) string {
 	return url
 }
 
-// newPGSchema creates schema essc_test_<random>, returns a URL whose sessions
-// use it, and drops it at cleanup.
-func newPGSchema(t testing.TB, url string) string {
-	t.Helper()
-	cc, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatalf("ESSC_TEST_DATABASE_URL: %v", err)
-	}
-	admin := stdlib.OpenDB(*cc)
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "essc_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		admin.Close()
-		t.Fatalf("ESSC_TEST_DATABASE_URL is set but unusable: %v", err)
-	}
-	t.Cleanup(func() {
-		admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
-		admin.Close()
-	})
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	return url + sep + "search_path=" + schema
-}
+// newPGSchema is registrytest.PostgresSchema (a fresh schema per test).
+func newPGSchema(t testing.TB, url string) string { return registrytest.PostgresSchema(t, url) }
 
 func TestRegistryPostgres(t *testing.T) {
 	url := pgURL(t)

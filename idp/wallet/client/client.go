@@ -1,0 +1,135 @@
+// Package client is the e-card app's side of the wallet API: it holds the
+// device key and signs every request with a device-key proof. cmd/ecard,
+// the tests and the load tool use it.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/essc-project/essc/idp/wallet"
+	"github.com/essc-project/essc/qrlogin"
+	"github.com/essc-project/essc/signing"
+)
+
+// Client talks to one essc server as one device.
+type Client struct {
+	Base string       // server base URL, e.g. http://127.0.0.1:8080
+	Key  *signing.Key // the device's SM2 key
+	HTTP *http.Client // default http.DefaultClient
+	Now  func() time.Time
+}
+
+// Error is a wallet API error answer.
+type Error struct {
+	Status  int
+	Code    string `json:"error"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
+
+// do sends one proof-carrying request. embedJWK puts the device JWK in the
+// proof (apply, PIN change before a device is bound).
+func (c *Client) do(ctx context.Context, path string, in, out any, embedJWK bool) error {
+	body := []byte("{}")
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	url := strings.TrimSuffix(c.Base, "/") + path
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	proof, err := wallet.SignProof(c.Key, http.MethodPost, url, body, now(), embedJWK)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(wallet.ProofHeader, proof)
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		e := &Error{Status: resp.StatusCode}
+		json.Unmarshal(b, e)
+		return e
+	}
+	if out != nil && len(b) > 0 {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// Apply applies for the e-card, binding this device.
+func (c *Client) Apply(ctx context.Context, r wallet.ApplyRequest) (wallet.ApplyResponse, error) {
+	var out wallet.ApplyResponse
+	return out, c.do(ctx, "/wallet/v1/ecards", r, &out, true)
+}
+
+// ChangePIN changes the card PIN (needed before anything else when the PIN
+// is still the initial 123456).
+func (c *Client) ChangePIN(ctx context.Context, cardNumber, oldPIN, newPIN string) error {
+	return c.do(ctx, "/wallet/v1/pin", wallet.PINChangeRequest{CardNumber: cardNumber, OldPIN: oldPIN, NewPIN: newPIN}, nil, true)
+}
+
+// Scan scans a QR payload (essc://login?...).
+func (c *Client) Scan(ctx context.Context, payload string) (qrlogin.ScanView, error) {
+	var v qrlogin.ScanView
+	return v, c.do(ctx, "/wallet/v1/qr/scan", wallet.ScanRequest{Payload: payload}, &v, false)
+}
+
+// ScanCode uses the 8-character code the elderly-mode page shows.
+func (c *Client) ScanCode(ctx context.Context, code string) (qrlogin.ScanView, error) {
+	var v qrlogin.ScanView
+	return v, c.do(ctx, "/wallet/v1/qr/scan", wallet.ScanRequest{Code: code}, &v, false)
+}
+
+// Confirm approves a scanned login with the number the browser shows and the PIN.
+func (c *Client) Confirm(ctx context.Context, txn string, number int, pin string) error {
+	return c.do(ctx, "/wallet/v1/qr/confirm", wallet.ConfirmRequest{Txn: txn, Number: number, PIN: pin}, nil, false)
+}
+
+// ConfirmFace approves with liveness evidence (face-level acr).
+func (c *Client) ConfirmFace(ctx context.Context, txn string, number int, evidence string) error {
+	return c.do(ctx, "/wallet/v1/qr/confirm", wallet.ConfirmRequest{Txn: txn, Number: number, Liveness: evidence}, nil, false)
+}
+
+// Deny refuses a scanned login.
+func (c *Client) Deny(ctx context.Context, txn string) error {
+	return c.do(ctx, "/wallet/v1/qr/deny", wallet.TxnRequest{Txn: txn}, nil, false)
+}
+
+// ReportLoss reports the card lost.
+func (c *Client) ReportLoss(ctx context.Context) error {
+	return c.do(ctx, "/wallet/v1/report-loss", nil, nil, false)
+}
+
+// PresentationCode gets a single-use 60 s code for a counter.
+func (c *Client) PresentationCode(ctx context.Context) (wallet.PresentationCode, error) {
+	var p wallet.PresentationCode
+	return p, c.do(ctx, "/wallet/v1/presentation-codes", nil, &p, false)
+}

@@ -1,0 +1,493 @@
+package wallet
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/essc-project/essc/idp/card"
+	"github.com/essc-project/essc/qrlogin"
+	"github.com/essc-project/essc/signing"
+	"github.com/essc-project/essc/storage"
+)
+
+var randRead = rand.Read
+
+// Cards is the card domain the wallet drives (*card.Service implements it).
+type Cards interface {
+	ApplyECard(ctx context.Context, a card.Actor, r card.ApplyRequest) (card.Grant, error)
+	ChangePIN(ctx context.Context, a card.Actor, number, oldPIN, newPIN string) error
+	VerifyPIN(ctx context.Context, number, pin string) (card.Verified, error)
+	ReportLossByHolder(ctx context.Context, a card.Actor, holderID, number string) (storage.Card, error)
+}
+
+// QR is the app side of QR-Link v1 (*qrlogin.Service implements it).
+type QR interface {
+	Scan(ctx context.Context, dev qrlogin.Device, payload string) (qrlogin.ScanView, error)
+	ResolveCode(ctx context.Context, dev qrlogin.Device, code string) (string, error)
+	Confirm(ctx context.Context, dev qrlogin.Device, txn string, number int, a qrlogin.Approval) error
+	Deny(ctx context.Context, dev qrlogin.Device, txn string) error
+}
+
+// Registry is the part of the registry the wallet reads.
+type Registry interface {
+	DeviceByThumbprint(ctx context.Context, thumbprint string) (storage.Device, error)
+	ECard(ctx context.Context, id string) (storage.ECard, error)
+	Card(ctx context.Context, id string) (storage.Card, error)
+	Holder(ctx context.Context, id string) (storage.Holder, error)
+}
+
+// HolderCheck re-checks, live, that the holder's e-card and card are active
+// (the same check the OIDC side makes); it wraps qrlogin.ErrHolderInactive.
+type HolderCheck interface {
+	CheckHolder(ctx context.Context, holderID, ecardID string) error
+}
+
+// Store is the short-lived state the wallet needs (storage.Sessions has it).
+type Store interface {
+	storage.ReplayCache
+	storage.OnceStore
+}
+
+// KeySource signs e-card credentials (signing.KeySet implements it).
+type KeySource interface {
+	Active(alg string) (*signing.Key, error)
+}
+
+// LivenessVerifier checks face-liveness evidence for the holder of an e-card and a
+// challenge (the QR transaction). The production verifier calls the face
+// service; DevLiveness is for development and tests only.
+type LivenessVerifier interface {
+	VerifyLiveness(ctx context.Context, ecardID, challenge, evidence string) error
+}
+
+// Config configures the wallet API.
+type Config struct {
+	// BaseURL is the public base URL; proofs' htu must be BaseURL + path.
+	BaseURL  string
+	Cards    Cards
+	QR       QR
+	Registry Registry
+	Holders  HolderCheck
+	Store    Store
+	Keys     KeySource
+	Liveness LivenessVerifier // nil: face-level confirmations are refused
+	// Issuer is the gm profile issuer named in e-card credentials.
+	Issuer string
+	// ProofSkew bounds |now - iat| of proofs; default 60 s.
+	ProofSkew time.Duration
+	// CredentialTTL of e-card credentials; default 365 days.
+	CredentialTTL time.Duration
+	MaxBody       int64 // default 16 KiB
+	Now           func() time.Time
+	Logger        *slog.Logger
+}
+
+// Handler serves /wallet/v1 (the e-card app API) and /verify/v1 (counter
+// terminals). Every wallet request carries a device-key proof.
+type Handler struct {
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+}
+
+// New validates cfg.
+func New(cfg Config) (*Handler, error) {
+	if cfg.BaseURL == "" || cfg.Cards == nil || cfg.QR == nil || cfg.Registry == nil || cfg.Holders == nil ||
+		cfg.Store == nil || cfg.Keys == nil || cfg.Issuer == "" {
+		return nil, errors.New("wallet: BaseURL, Issuer, Cards, QR, Registry, Holders, Store and Keys are required")
+	}
+	if cfg.ProofSkew <= 0 {
+		cfg.ProofSkew = 60 * time.Second
+	}
+	if cfg.CredentialTTL <= 0 {
+		cfg.CredentialTTL = 365 * 24 * time.Hour
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 16 << 10
+	}
+	h := &Handler{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	return h, nil
+}
+
+// Mount registers the routes:
+//
+//	POST /wallet/v1/ecards                  apply (card no + SSN + name + PIN; proof with embedded device JWK)
+//	POST /wallet/v1/pin                     change the card PIN (proof with embedded JWK or bound device)
+//	POST /wallet/v1/qr/scan                 scan a QR payload or a typed elderly-mode code
+//	POST /wallet/v1/qr/confirm              confirm with the number and PIN (or liveness evidence)
+//	POST /wallet/v1/qr/deny                 deny a scanned login
+//	POST /wallet/v1/report-loss             report the card lost (suspends the e-card at once)
+//	POST /wallet/v1/presentation-codes      a single-use 60 s code for a counter to scan
+//	POST /verify/v1/presentation-codes      a counter terminal redeems a code (see Verifier)
+func (h *Handler) Mount(mux *http.ServeMux) {
+	mux.HandleFunc("POST /wallet/v1/ecards", h.anonymous(h.apply))
+	mux.HandleFunc("POST /wallet/v1/pin", h.anonymous(h.changePIN))
+	mux.HandleFunc("POST /wallet/v1/qr/scan", h.device(h.scan))
+	mux.HandleFunc("POST /wallet/v1/qr/confirm", h.device(h.confirm))
+	mux.HandleFunc("POST /wallet/v1/qr/deny", h.device(h.deny))
+	mux.HandleFunc("POST /wallet/v1/report-loss", h.device(h.reportLoss))
+	mux.HandleFunc("POST /wallet/v1/presentation-codes", h.device(h.presentationCode))
+}
+
+// caller is an authenticated wallet request.
+type caller struct {
+	Device storage.Device
+	ECard  storage.ECard
+	Card   storage.Card
+	Key    *signing.Key
+	Body   []byte
+}
+
+func (c caller) qrDevice() qrlogin.Device {
+	return qrlogin.Device{HolderID: c.ECard.HolderID, ECardID: c.ECard.ID, DeviceID: c.Device.ID}
+}
+
+// readBody reads the body within the size limit.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	return h.readBodyLimit(w, r, h.cfg.MaxBody)
+}
+
+func (h *Handler) readBodyLimit(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errTooLarge
+		}
+		return nil, fmt.Errorf("%w: body", errBadRequest)
+	}
+	return b, nil
+}
+
+// checkProof verifies the proof with key and records its jti (single use).
+func (h *Handler) checkProof(ctx context.Context, r *http.Request, proof string, key *signing.Key, body []byte) error {
+	c, err := verifyProof(proof, key, r.Method, h.cfg.BaseURL+r.URL.Path, body, h.now(), h.cfg.ProofSkew)
+	if err != nil {
+		return err
+	}
+	first, err := h.cfg.Store.Seen(ctx, "wallet-proof", jtiKey(key.Thumbprint(), c.JTI), 2*h.cfg.ProofSkew+time.Minute)
+	if err != nil {
+		return err
+	}
+	if !first {
+		return fmt.Errorf("%w: replayed jti", ErrBadProof)
+	}
+	return nil
+}
+
+// anonymous authenticates a request whose proof embeds the device JWK (the
+// device is not bound yet). The key is handed to the endpoint.
+func (h *Handler) anonymous(next func(w http.ResponseWriter, r *http.Request, key *signing.Key, jwk []byte, body []byte)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := h.readBody(w, r)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		proof := r.Header.Get(ProofHeader)
+		hdr, err := peekHeader(proof)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		if len(hdr.JWK) == 0 {
+			h.fail(w, r, fmt.Errorf("%w: this endpoint needs the device JWK in the proof header", ErrBadProof))
+			return
+		}
+		key, err := signing.ParseJWK(hdr.JWK)
+		if err != nil || key.Alg() != signing.AlgSM2SM3 {
+			h.fail(w, r, fmt.Errorf("%w: device key must be an SM2 JWK", ErrBadProof))
+			return
+		}
+		if err := h.checkProof(r.Context(), r, proof, key, body); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		jwk, _ := json.Marshal(key.PublicJWK())
+		next(w, r, key, jwk, body)
+	}
+}
+
+// device authenticates a request from a bound device: kid = the device key's
+// thumbprint, looked up live; the e-card and card must be active.
+func (h *Handler) device(next func(w http.ResponseWriter, r *http.Request, c caller)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		body, err := h.readBody(w, r)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		proof := r.Header.Get(ProofHeader)
+		hdr, err := peekHeader(proof)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		if hdr.Kid == "" || len(hdr.Kid) > 128 {
+			h.fail(w, r, fmt.Errorf("%w: kid", ErrBadProof))
+			return
+		}
+		dev, err := h.cfg.Registry.DeviceByThumbprint(ctx, hdr.Kid)
+		if err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				err = fmt.Errorf("%w: unknown or unbound device", ErrBadProof)
+			}
+			h.fail(w, r, err)
+			return
+		}
+		key, err := signing.ParseJWK(dev.PublicKeyJWK)
+		if err != nil {
+			h.fail(w, r, fmt.Errorf("wallet: stored device key unreadable: %w", err))
+			return
+		}
+		if err := h.checkProof(ctx, r, proof, key, body); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		e, err := h.cfg.Registry.ECard(ctx, dev.ECardID)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		if err := h.cfg.Holders.CheckHolder(ctx, e.HolderID, e.ID); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		c, err := h.cfg.Registry.Card(ctx, e.CardID)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		next(w, r, caller{Device: dev, ECard: e, Card: c, Key: key, Body: body})
+	}
+}
+
+// decode parses a JSON body strictly (unknown fields and trailing data rejected).
+func decode(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data", errBadRequest)
+	}
+	return nil
+}
+
+// ApplyRequest is the body of POST /wallet/v1/ecards.
+type ApplyRequest struct {
+	CardNumber string `json:"card_number"`
+	SSN        string `json:"ssn"`
+	Name       string `json:"name"`
+	PIN        string `json:"pin"`
+	Channel    string `json:"channel,omitempty"`
+}
+
+// ApplyResponse returns the e-card and its credential.
+type ApplyResponse struct {
+	ECardID    string `json:"ecard_id"`
+	DeviceID   string `json:"device_id"`
+	Level      int    `json:"level"`
+	SSNMasked  string `json:"ssn_masked"`
+	Credential string `json:"credential"` // SM2SM3 JWT, typ essc-ecard+jwt, cnf.jkt = device key
+}
+
+func (h *Handler) apply(w http.ResponseWriter, r *http.Request, key *signing.Key, jwk, body []byte) {
+	var req ApplyRequest
+	if err := decode(body, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if req.Channel == "" {
+		req.Channel = "ecard-app"
+	}
+	g, err := h.cfg.Cards.ApplyECard(r.Context(), card.Actor{ID: "wallet"}, card.ApplyRequest{
+		CardNumber: req.CardNumber, SSN: req.SSN, Name: req.Name, PIN: req.PIN,
+		Device: card.DeviceKey{Thumbprint: key.Thumbprint(), PublicKeyJWK: jwk, Channel: req.Channel},
+	})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	cred, err := h.credential(g, key)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, ApplyResponse{ECardID: g.ECard.ID, DeviceID: g.Device.ID, Level: g.ECard.Level,
+		SSNMasked: g.Holder.SSNMasked, Credential: cred})
+}
+
+// credential is the SM2-signed e-card credential bound to the device key.
+func (h *Handler) credential(g card.Grant, key *signing.Key) (string, error) {
+	k, err := h.cfg.Keys.Active(signing.AlgSM2SM3)
+	if err != nil {
+		return "", err
+	}
+	now := h.now()
+	return signing.SignClaims(k, "essc-ecard+jwt", map[string]any{
+		"iss": h.cfg.Issuer, "sub": g.ECard.ID, "iat": now.Unix(), "exp": now.Add(h.cfg.CredentialTTL).Unix(),
+		"jti": randomID(), "level": g.ECard.Level, "region": g.Card.Region, "ssn_masked": g.Holder.SSNMasked,
+		"cnf": map[string]string{"jkt": key.Thumbprint()},
+	})
+}
+
+// PINChangeRequest is the body of POST /wallet/v1/pin.
+type PINChangeRequest struct {
+	CardNumber string `json:"card_number"`
+	OldPIN     string `json:"old_pin"`
+	NewPIN     string `json:"new_pin"`
+}
+
+func (h *Handler) changePIN(w http.ResponseWriter, r *http.Request, _ *signing.Key, _, body []byte) {
+	var req PINChangeRequest
+	if err := decode(body, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if err := h.cfg.Cards.ChangePIN(r.Context(), card.Actor{ID: "wallet"}, req.CardNumber, req.OldPIN, req.NewPIN); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ScanRequest is the body of POST /wallet/v1/qr/scan: a payload or a code.
+type ScanRequest struct {
+	Payload string `json:"payload,omitempty"`
+	Code    string `json:"code,omitempty"`
+}
+
+func (h *Handler) scan(w http.ResponseWriter, r *http.Request, c caller) {
+	var req ScanRequest
+	if err := decode(c.Body, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if (req.Payload == "") == (req.Code == "") {
+		h.fail(w, r, fmt.Errorf("%w: give payload or code", errBadRequest))
+		return
+	}
+	payload := req.Payload
+	if req.Code != "" {
+		p, err := h.cfg.QR.ResolveCode(r.Context(), c.qrDevice(), req.Code)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		payload = p
+	}
+	v, err := h.cfg.QR.Scan(r.Context(), c.qrDevice(), payload)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// ConfirmRequest is the body of POST /wallet/v1/qr/confirm. The proof signs
+// it with the device key: txn, number and the factor are bound together.
+type ConfirmRequest struct {
+	Txn      string `json:"txn"`
+	Number   int    `json:"number"`
+	PIN      string `json:"pin,omitempty"`
+	Liveness string `json:"liveness,omitempty"` // face-service evidence, for urn:essc:acr:face
+}
+
+func (h *Handler) confirm(w http.ResponseWriter, r *http.Request, c caller) {
+	ctx := r.Context()
+	var req ConfirmRequest
+	if err := decode(c.Body, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	var a qrlogin.Approval
+	switch {
+	case req.PIN != "" && req.Liveness == "":
+		if _, err := h.cfg.Cards.VerifyPIN(ctx, c.Card.Number, req.PIN); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		a = qrlogin.Approval{ACR: qrlogin.ACRPIN, AMR: []string{"hwk", "pin"}}
+	case req.Liveness != "" && req.PIN == "":
+		if h.cfg.Liveness == nil {
+			h.fail(w, r, errNoLiveness)
+			return
+		}
+		if err := h.cfg.Liveness.VerifyLiveness(ctx, c.ECard.ID, req.Txn, req.Liveness); err != nil {
+			h.fail(w, r, fmt.Errorf("%w: %w", errLivenessFailed, err))
+			return
+		}
+		a = qrlogin.Approval{ACR: qrlogin.ACRFace, AMR: []string{"hwk", "face"}}
+	default:
+		h.fail(w, r, fmt.Errorf("%w: give pin or liveness", errBadRequest))
+		return
+	}
+	a.AuthTime = h.now()
+	if err := h.cfg.QR.Confirm(ctx, c.qrDevice(), req.Txn, req.Number, a); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "approved"})
+}
+
+// TxnRequest names a transaction.
+type TxnRequest struct {
+	Txn string `json:"txn"`
+}
+
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, c caller) {
+	var req TxnRequest
+	if err := decode(c.Body, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if err := h.cfg.QR.Deny(r.Context(), c.qrDevice(), req.Txn); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "denied"})
+}
+
+func (h *Handler) reportLoss(w http.ResponseWriter, r *http.Request, c caller) {
+	if len(bytes.TrimSpace(c.Body)) > 0 && !bytes.Equal(bytes.TrimSpace(c.Body), []byte("{}")) {
+		h.fail(w, r, fmt.Errorf("%w: no body expected", errBadRequest))
+		return
+	}
+	if _, err := h.cfg.Cards.ReportLossByHolder(r.Context(), card.Actor{ID: c.ECard.HolderID}, c.ECard.HolderID, c.Card.Number); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "lost"})
+}
+
+func randomID() string {
+	var b [16]byte
+	if _, err := randRead(b[:]); err != nil {
+		panic(err)
+	}
+	return fmt.Sprintf("%x", b)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
