@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/essc-project/essc/storage"
 	"github.com/essc-project/essc/storage/registrytest"
 	essql "github.com/essc-project/essc/storage/sql"
