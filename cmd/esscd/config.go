@@ -133,6 +133,9 @@ func (c *FileConfig) Finish() {
 		c.Issuer = "http://" + c.Listen
 	}
 	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
+	if c.Demo && c.Liveness.Verifier == "none" && c.Mode != ModeProduction {
+		c.Liveness.Verifier = "development" // the demo shows face confirmation with a generated test key
+	}
 	if c.Database.URL == "" && c.Database.URLFile == "" {
 		c.Database.URL = "sqlite://" + filepath.Join(c.Data, "registry.db")
 	}

@@ -140,6 +140,9 @@ func run(ctx context.Context, args []string, logger *slog.Logger, level *slog.Le
 	for _, w := range a.workers {
 		wg.Go(func() { w(workers) })
 	}
+	if cfg.Demo {
+		a.demoWalkthrough(os.Stderr)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 

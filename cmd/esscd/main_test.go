@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -127,5 +131,112 @@ func TestBinaryLifecycle(t *testing.T) {
 		if err := exec.Command(bin, args...).Run(); err == nil {
 			t.Errorf("%s: exit 0", name)
 		}
+	}
+}
+
+// TestBinariesDemoLogin runs the built esscd binary with --demo on a temp
+// data dir, logs in through the demo portal with the built ecard binary as
+// the phone, and shuts the server down cleanly (the README's make run flow).
+func TestBinariesDemoLogin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
+	dir := t.TempDir()
+	for _, b := range []string{"esscd", "ecard"} {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../"+b).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", b, err, out)
+		}
+	}
+	data, addr := filepath.Join(dir, "data"), freeAddr(t)
+	base := "http://" + addr
+	var logs bytes.Buffer
+	srv := exec.Command(filepath.Join(dir, "esscd"), "--data", data, "--listen", addr, "--demo")
+	srv.Stderr = &logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Wait() }()
+	t.Cleanup(func() {
+		if srv.ProcessState == nil {
+			srv.Process.Kill()
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil && resp.StatusCode == 200 {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never ready: %v\n%s", err, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ecard := func(args ...string) string {
+		cmd := exec.Command(filepath.Join(dir, "ecard"), append([]string{"--home", filepath.Join(dir, "phone"), "--server", base}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ecard %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	w := demoCards[0]
+	ecard("init")
+	ecard("apply", "--card", w.Number, "--ssn", ssnFor(w.SSNPrefix), "--name", w.Name, "--pin", w.PIN)
+
+	jar, _ := cookiejar.New(nil)
+	br := &http.Client{Jar: jar}
+	resp, err := br.Get(base + "/demo/login?profile=gm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	i := bytes.Index(page, []byte(`data-base="/qr/v1/transactions/`))
+	if i < 0 {
+		t.Fatalf("no QR page: %s", page)
+	}
+	rest := page[i+len(`data-base="`):]
+	txnBase := base + string(rest[:bytes.IndexByte(rest, '"')])
+	getJSON := func(path string, out any) {
+		resp, err := br.Get(txnBase + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		json.NewDecoder(resp.Body).Decode(out)
+	}
+	var frame struct{ Payload string }
+	getJSON("/frame", &frame)
+	if out := ecard("scan", frame.Payload); !strings.Contains(out, "省网上办事大厅（演示）") {
+		t.Fatalf("scan output: %s", out)
+	}
+	var st struct{ Number int }
+	getJSON("", &st)
+	ecard("confirm", "--number", strconv.Itoa(st.Number), "--pin", w.PIN)
+	resp, err = br.Post(txnBase+"/complete", "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(body, []byte("登录成功")) || !bytes.Contains(body, []byte("SM2SM3")) {
+		t.Fatalf("demo portal after login: %d\n%s", resp.StatusCode, body)
+	}
+	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("esscd exit: %v\n%s", err, logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("esscd did not exit after SIGTERM")
+	}
+	if !strings.Contains(logs.String(), "演示环境已启动") {
+		t.Fatalf("no walkthrough printed:\n%s", logs.String())
 	}
 }

@@ -103,6 +103,11 @@ func newApp(ctx context.Context, cfg FileConfig, log *slog.Logger) (_ *app, err 
 	if err := a.bootstrapAdminClient(ctx); err != nil {
 		return nil, err
 	}
+	if cfg.Demo {
+		if err := a.seedDemo(ctx); err != nil {
+			return nil, fmt.Errorf("demo data: %w", err)
+		}
+	}
 	mux := http.NewServeMux()
 	if err := a.mount(mux); err != nil {
 		return nil, err
@@ -230,6 +235,9 @@ func (a *app) mount(mux *http.ServeMux) error {
 	a.qr.h.Mount(mux)
 	if err := a.mountWallet(mux); err != nil {
 		return err
+	}
+	if a.cfg.Demo {
+		a.mountDemo(mux)
 	}
 	clients, err := admin.NewClients(a.reg, secret.Hasher{Key: a.secrets.ClientSecretKey}, a.now)
 	if err != nil {

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/essc-project/essc/idp/wallet"
+	"github.com/essc-project/essc/idp/wallet/client"
+	"github.com/essc-project/essc/qrlogin"
+	"github.com/essc-project/essc/signing"
+)
+
+// TestDemo seeds the demo twice (idempotent) and logs in through the /demo
+// portal: authorize → QR page → e-card app scan/confirm → callback, where the
+// portal shows the verified SM2-signed ID token.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaults()
+	cfg.Data, cfg.Listen, cfg.Demo = t.TempDir(), ln.Addr().String(), true
+	cfg.Finish()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// First start seeds; a second start on the same data must succeed unchanged.
+	a1, err := newApp(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1.Close()
+	a, err := newApp(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("ok/second start on the demo data: %v", err)
+	}
+	srv := httptest.NewUnstartedServer(a.handler)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(func() { srv.Close(); a.Close() })
+	base := "http://" + cfg.Listen
+	var walk strings.Builder
+	a.demoWalkthrough(&walk)
+	if !strings.Contains(walk.String(), "bin/ecard apply --card DEMO00001") {
+		t.Fatalf("walkthrough lacks the ecard commands:\n%s", walk.String())
+	}
+
+	ctx := context.Background()
+	k, _ := signing.GenerateKey(signing.AlgSM2SM3)
+	app := &client.Client{Base: base, Key: k}
+	w := demoCards[0]
+	if _, err := app.Apply(ctx, wallet.ApplyRequest{CardNumber: w.Number, SSN: ssnFor(w.SSNPrefix), Name: w.Name, PIN: w.PIN}); err != nil {
+		t.Fatal(err)
+	}
+
+	jar, _ := cookiejar.New(nil)
+	br := &http.Client{Jar: jar}
+	resp, err := br.Get(base + "/demo/login?profile=gm") // follows to the QR page
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	i := strings.Index(string(page), `data-base="`+qrlogin.Base)
+	if i < 0 {
+		t.Fatalf("no QR page: %d %s", resp.StatusCode, page)
+	}
+	rest := string(page)[i+len(`data-base="`):]
+	txnBase := base + rest[:strings.IndexByte(rest, '"')]
+	get := func(path string, out any) {
+		resp, err := br.Get(txnBase + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		json.NewDecoder(resp.Body).Decode(out)
+	}
+	var frame struct{ Payload string }
+	get("/frame", &frame)
+	view, err := app.Scan(ctx, frame.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if view.RPName != "省网上办事大厅（演示）" {
+		t.Fatalf("phone shows %q", view.RPName)
+	}
+	var st struct{ Number int }
+	get("", &st)
+	if err := app.Confirm(ctx, view.Txn, st.Number, w.PIN); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = br.Post(txnBase+"/complete", "application/x-www-form-urlencoded", nil) // → /demo/callback
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"登录成功", "SM2SM3", "通过", "urn:essc:acr:pin"} {
+		if !strings.Contains(string(body), want) {
+			t.Fatalf("portal page lacks %q: %d\n%s", want, resp.StatusCode, body)
+		}
+	}
+
+	t.Run("fail/callback-without-cookie", func(t *testing.T) {
+		resp, err := http.Get(base + "/demo/callback?code=x&state=y")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("callback without login cookie: %d", resp.StatusCode)
+		}
+	})
+	t.Run("fail/cancelled-card-cannot-apply", func(t *testing.T) {
+		k2, _ := signing.GenerateKey(signing.AlgSM2SM3)
+		c := demoCards[3]
+		_, err := (&client.Client{Base: base, Key: k2}).Apply(ctx, wallet.ApplyRequest{CardNumber: c.Number, SSN: ssnFor(c.SSNPrefix), Name: c.Name, PIN: "123456"})
+		if err == nil {
+			t.Fatal("e-card issued on a cancelled card")
+		}
+	})
+}
