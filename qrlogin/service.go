@@ -208,16 +208,16 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	var errs []error
 	if cfg.Store == nil {
-		errs = append(errs, errors.New("Store is required"))
+		errs = append(errs, errors.New("store is required"))
 	}
 	if cfg.Holders == nil {
-		errs = append(errs, errors.New("Holders is required"))
+		errs = append(errs, errors.New("holders is required"))
 	}
 	if cfg.Completer == nil {
-		errs = append(errs, errors.New("Completer is required"))
+		errs = append(errs, errors.New("completer is required"))
 	}
 	if len(cfg.FrameKey) < 32 {
-		errs = append(errs, errors.New("FrameKey must be at least 32 octets"))
+		errs = append(errs, errors.New("frame key must be at least 32 octets"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("qrlogin: %w", err)

@@ -62,14 +62,6 @@ func SignProof(key *signing.Key, method, url string, body []byte, now time.Time,
 	return signing.Sign(key, hdr, payload)
 }
 
-// parsedProof is a proof whose signature verified.
-type parsedProof struct {
-	Claims ProofClaims
-	Key    *signing.Key // the verifying key
-	Thumb  string       // its RFC 7638 thumbprint
-	JWK    []byte       // the embedded JWK, when the header carried one
-}
-
 // maxProofLen bounds a proof (an SM2 JWK header and claims are ~600 bytes).
 const maxProofLen = 4096
 
