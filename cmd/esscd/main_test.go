@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -238,5 +239,26 @@ func TestBinariesDemoLogin(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "演示环境已启动") {
 		t.Fatalf("no walkthrough printed:\n%s", logs.String())
+	}
+	// The README's commands: the same apply line as the walkthrough, and the
+	// esscctl commands against the demo data.
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := fmt.Sprintf("bin/ecard apply --card %s --ssn %s --name %s --pin %s", w.Number, ssnFor(w.SSNPrefix), w.Name, w.PIN)
+	if !bytes.Contains(readme, []byte(apply)) || !strings.Contains(logs.String(), apply) {
+		t.Errorf("README and walkthrough disagree on %q", apply)
+	}
+	ctl := filepath.Join(dir, "esscctl")
+	if out, err := exec.Command("go", "build", "-o", ctl, "../esscctl").CombinedOutput(); err != nil {
+		t.Fatalf("build esscctl: %v\n%s", err, out)
+	}
+	db, keys := "sqlite://"+filepath.Join(data, "registry.db"), filepath.Join(data, "keys")
+	for _, args := range [][]string{{"cards", "show", w.Number}, {"audit", "verify"}} {
+		out, err := exec.Command(ctl, append(args, "--database", db, "--keys", keys)...).CombinedOutput()
+		if err != nil {
+			t.Errorf("esscctl %v: %v\n%s", args, err, out)
+		}
 	}
 }
