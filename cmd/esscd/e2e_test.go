@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/essc-project/essc/idp/admin"
 	"github.com/essc-project/essc/idp/card"
 	"github.com/essc-project/essc/idp/secret"
@@ -82,7 +84,17 @@ func newStack(t *testing.T, dbURL, redisURL string) *stack {
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
-	t.Cleanup(func() { srv.Close(); a.Close() })
+	t.Cleanup(func() {
+		srv.Close()
+		if rc, ok := a.redis.(*goredis.Client); ok { // drop this test's keys
+			ctx := context.Background()
+			iter := rc.Scan(ctx, 0, cfg.Redis.Prefix+"*", 1000).Iterator()
+			for iter.Next(ctx) {
+				rc.Del(ctx, iter.Val())
+			}
+		}
+		a.Close()
+	})
 
 	s := &stack{a: a, srv: srv, base: "http://" + cfg.Listen, rpID: "portal-gm", devKey: devKey}
 	s.redir = s.base + "/rp/callback"

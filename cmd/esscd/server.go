@@ -39,6 +39,7 @@ type app struct {
 	secrets  essql.Secrets
 	reg      *essql.Store
 	sessions storage.Sessions
+	redis    goredis.UniversalClient // nil with in-memory sessions
 	cards    *card.Service
 	prov     *idp.Provider
 	qr       *qrBridge
@@ -187,6 +188,7 @@ func (a *app) openSessions(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.redis = client
 	a.closers = append(a.closers, client.Close)
 	s, err := redisstore.New(redisstore.Config{Client: client, Prefix: a.cfg.Redis.Prefix, Now: a.now,
 		Lookup: a.lookupClient, NewSession: idp.NewSession, Subjects: idp.TokenSubjects, Logger: a.log})

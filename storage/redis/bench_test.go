@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -198,10 +199,20 @@ func BenchmarkQRRedeem(b *testing.B) {
 // token session (access + refresh + their share of the request and subject
 // indexes) and per authorize code record.
 func BenchmarkFootprint(b *testing.B) {
-	s, c, _ := benchStore(b)
+	c := testClient(b).(*redis.Client)
+	prefix := randomPrefix(b, c)
+	client := &fosite.DefaultClient{ID: "portal-zhejiang-rsj"}
+	s, err := redisstore.New(redisstore.Config{Client: c, Prefix: prefix,
+		Lookup:     func(context.Context, string) (fosite.Client, error) { return client, nil },
+		NewSession: func() fosite.Session { return openid.NewDefaultSession() }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
 	ctx := context.Background()
+	// Only this store's keys: other tests may share the database.
 	usage := func(pattern string) int64 {
-		keys, err := c.Keys(ctx, pattern).Result()
+		keys, err := c.Keys(ctx, prefix+strings.TrimPrefix(pattern, "*:")).Result()
 		if err != nil {
 			b.Fatal(err)
 		}
