@@ -310,13 +310,11 @@ func (h *Handler) frameBody(v View) (frameBody, error) {
 // QRImage renders payload as a PNG. Error correction level M (15 %) keeps the
 // symbol at version 6–7 for a ~100-byte payload, so modules stay large enough
 // for phone cameras at arm's length while a smudged or partly glared screen
-// still scans; elderly mode draws it twice as large.
-func QRImage(payload string, elderly bool) ([]byte, error) {
-	size := 288
-	if elderly {
-		size = 560
-	}
-	return qrcode.Encode(payload, qrcode.Medium, size)
+// still scans. The PNG has 2 pixels per module (≈100 px, cheap to encode
+// every second); the page scales it up with image-rendering: pixelated, to
+// 288 px, or 560 px in elderly mode.
+func QRImage(payload string, _ bool) ([]byte, error) {
+	return qrcode.Encode(payload, qrcode.Medium, -2)
 }
 
 func (h *Handler) page(w http.ResponseWriter, r *http.Request) {

@@ -55,6 +55,12 @@ type FileConfig struct {
 		CheckInterval time.Duration `yaml:"check_interval"`
 	} `yaml:"keys"`
 
+	QR struct {
+		// TxnPerIPPerMinute bounds new login transactions per browser IP
+		// (many citizens may share one NAT address; default 60).
+		TxnPerIPPerMinute int `yaml:"transactions_per_ip_per_minute"`
+	} `yaml:"qr"`
+
 	Liveness struct {
 		Verifier   string `yaml:"verifier"` // "none" | "development"
 		DevKeyFile string `yaml:"development_key_file"`
@@ -82,6 +88,7 @@ func defaults() FileConfig {
 	c.Redis.Prefix = "essc:"
 	c.Keys.CheckInterval = time.Hour
 	c.Liveness.Verifier = "none"
+	c.QR.TxnPerIPPerMinute = 60
 	c.HTTP.ShutdownTimeout = 15 * time.Second
 	c.Observability.LogLevel = "info"
 	return c
@@ -188,6 +195,9 @@ func (c *FileConfig) Validate() error {
 	}
 	if c.Redis.URL != "" && !hasAnyPrefix(c.Redis.URL, "redis://", "rediss://", "unix://") {
 		bad("redis.url: unsupported scheme (redis://, rediss://, unix://)")
+	}
+	if c.QR.TxnPerIPPerMinute <= 0 {
+		bad("qr.transactions_per_ip_per_minute: must be positive")
 	}
 	if c.Keys.CheckInterval <= 0 {
 		bad("keys.check_interval: must be positive")

@@ -56,7 +56,7 @@ type stack struct {
 
 // newStack wires the whole server (registry on SQLite, or PostgreSQL when
 // dbURL is set; sessions in memory, or Redis when redisURL is set).
-func newStack(t *testing.T, dbURL, redisURL string) *stack {
+func newStack(t testing.TB, dbURL, redisURL string, edit ...func(*FileConfig)) *stack {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -72,6 +72,9 @@ func newStack(t *testing.T, dbURL, redisURL string) *stack {
 	cfg.Database.URL, cfg.Redis.URL = dbURL, redisURL
 	cfg.Redis.Prefix = fmt.Sprintf("essc-e2e-%d:", time.Now().UnixNano())
 	cfg.Liveness.Verifier, cfg.Liveness.DevKeyFile = "development", filepath.Join(data, "liveness.pem")
+	for _, e := range edit {
+		e(&cfg)
+	}
 	cfg.Finish()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -116,7 +119,7 @@ func newStack(t *testing.T, dbURL, redisURL string) *stack {
 }
 
 // issue issues a card with the initial PIN and returns its number.
-func (s *stack) issue(t *testing.T, prefix, number string) string {
+func (s *stack) issue(t testing.TB, prefix, number string) string {
 	t.Helper()
 	if _, err := s.a.cards.IssueCard(context.Background(), card.Actor{ID: "outlet-1"}, card.IssueRequest{
 		SSN: testSSN(prefix), Name: "李明", Number: number, Region: "410100",
@@ -127,7 +130,7 @@ func (s *stack) issue(t *testing.T, prefix, number string) string {
 }
 
 // phone applies for an e-card on a new device (changing the initial PIN).
-func (s *stack) phone(t *testing.T, prefix, number, pin string) *client.Client {
+func (s *stack) phone(t testing.TB, prefix, number, pin string) *client.Client {
 	t.Helper()
 	k, _ := signing.GenerateKey(signing.AlgSM2SM3)
 	c := &client.Client{Base: s.base, Key: k}
@@ -156,7 +159,7 @@ func (s *stack) phone(t *testing.T, prefix, number, pin string) *client.Client {
 // browser runs the relying party's side: authorize with PKCE, the QR page,
 // the completion and the code exchange.
 type browser struct {
-	t        *testing.T
+	t        testing.TB
 	s        *stack
 	c        *http.Client
 	verifier string
@@ -165,7 +168,7 @@ type browser struct {
 	txn      string
 }
 
-func (s *stack) browser(t *testing.T) *browser {
+func (s *stack) browser(t testing.TB) *browser {
 	jar, _ := cookiejar.New(nil)
 	return &browser{t: t, s: s, c: &http.Client{Jar: jar, Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
@@ -278,7 +281,7 @@ func TestEndToEndQRLogin(t *testing.T) {
 	}
 	t.Run("embedded", func(t *testing.T) { runEndToEnd(t, newStack(t, "", "")) })
 	if r, d := os.Getenv("ESSC_TEST_REDIS_URL"), os.Getenv("ESSC_TEST_DATABASE_URL"); r != "" && d != "" {
-		t.Run("redis+postgres", func(t *testing.T) { runEndToEnd(t, newStack(t, registrytest.PostgresSchema(t, d), r)) })
+		t.Run("redis+postgres", func(t *testing.T) { runEndToEnd(t, newStack(t, postgresSchema(t, d), r)) })
 	} else {
 		t.Log("ESSC_TEST_REDIS_URL / ESSC_TEST_DATABASE_URL not set: Redis+PostgreSQL variant skipped")
 	}
@@ -444,6 +447,8 @@ func redeem(t *testing.T, base, token, code string) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
+func postgresSchema(t testing.TB, url string) string { return registrytest.PostgresSchema(t, url) }
+
 func containsAud(v any, id string) bool {
 	l, _ := v.([]any)
 	for _, x := range l {
@@ -466,7 +471,7 @@ func ecardOf(t *testing.T, s *stack, number string) string {
 	return e.ID
 }
 
-func fetchJWKS(t *testing.T, u string) signing.Keys {
+func fetchJWKS(t testing.TB, u string) signing.Keys {
 	resp, err := http.Get(u)
 	if err != nil {
 		t.Fatal(err)
@@ -480,7 +485,7 @@ func fetchJWKS(t *testing.T, u string) signing.Keys {
 	return keys
 }
 
-func userinfo(t *testing.T, u, at string) int {
+func userinfo(t testing.TB, u, at string) int {
 	req, _ := http.NewRequest("GET", u, nil)
 	req.Header.Set("Authorization", "Bearer "+at)
 	resp, err := http.DefaultClient.Do(req)

@@ -46,6 +46,7 @@ func (a *app) loginStep() (idp.LoginStep, error) {
 		FrameKey:      derive(a.secrets.TokenKey, "essc qr-link v1 frame key"),
 		SecureCookies: a.secureCookies(),
 		ClientIP:      a.clientIP,
+		Limits:        qrlogin.Limits{TxnPerIP: a.cfg.QR.TxnPerIPPerMinute},
 		Now:           a.now,
 		Logger:        a.log,
 	})
