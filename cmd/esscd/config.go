@@ -127,6 +127,7 @@ func envOverrides(c *FileConfig, getenv func(string) string) {
 	set(&c.Database.URLFile, "ESSC_DATABASE_URL_FILE")
 	set(&c.Redis.URL, "ESSC_REDIS_URL")
 	set(&c.Redis.PasswordFile, "ESSC_REDIS_PASSWORD_FILE")
+	set(&c.Redis.Prefix, "ESSC_REDIS_PREFIX")
 	set(&c.Keys.PasswordFile, "ESSC_KEY_PASSWORD_FILE")
 	set(&c.Liveness.Verifier, "ESSC_LIVENESS_VERIFIER")
 }

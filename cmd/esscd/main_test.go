@@ -8,11 +8,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -261,4 +264,147 @@ func TestBinariesDemoLogin(t *testing.T) {
 			t.Errorf("esscctl %v: %v\n%s", args, err, out)
 		}
 	}
+}
+
+// TestTwoReplicaProcesses runs two esscd processes on one Redis and one
+// PostgreSQL behind a small path-routing proxy that stands for the load
+// balancer (one issuer): the browser's requests reach replica 1, the e-card
+// app's (the ecard binary) reach replica 2, and one QR login completes.
+func TestTwoReplicaProcesses(t *testing.T) {
+	r, d := os.Getenv("ESSC_TEST_REDIS_URL"), os.Getenv("ESSC_TEST_DATABASE_URL")
+	if testing.Short() || r == "" || d == "" {
+		t.Skip("needs ESSC_TEST_REDIS_URL and ESSC_TEST_DATABASE_URL (and not -short)")
+	}
+	dir := t.TempDir()
+	for _, b := range []string{"esscd", "ecard"} {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../"+b).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", b, err, out)
+		}
+	}
+	db, data := postgresSchema(t, d), filepath.Join(dir, "data")
+	prefix := fmt.Sprintf("essc-2r-%d:", time.Now().UnixNano())
+	lb, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := "http://" + lb.Addr().String()
+	start := func(name string) (string, *exec.Cmd, *bytes.Buffer, chan error) {
+		addr := freeAddr(t)
+		var logs bytes.Buffer
+		cmd := exec.Command(filepath.Join(dir, "esscd"), "--data", data, "--listen", addr, "--issuer", issuer,
+			"--database", db, "--redis", r, "--demo")
+		cmd.Env = append(os.Environ(), "ESSC_REDIS_PREFIX="+prefix)
+		cmd.Stderr = &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		t.Cleanup(func() {
+			if cmd.ProcessState == nil {
+				cmd.Process.Kill()
+			}
+		})
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			resp, err := http.Get("http://" + addr + "/readyz")
+			if err == nil && resp.StatusCode == 200 {
+				resp.Body.Close()
+				return addr, cmd, &logs, done
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never ready: %v\n%s", name, err, logs.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	addr1, cmd1, logs1, done1 := start("replica 1") // seeds the demo first
+	addr2, cmd2, logs2, done2 := start("replica 2")
+	var hits1, hits2 atomic.Int32
+	proxy := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		target := addr1
+		if strings.HasPrefix(pr.In.URL.Path, "/wallet/") {
+			target, _ = addr2, hits2.Add(1)
+		} else {
+			hits1.Add(1)
+		}
+		pr.SetURL(&url.URL{Scheme: "http", Host: target})
+		pr.Out.Host = pr.In.Host
+	}}
+	lbSrv := &http.Server{Handler: proxy}
+	go lbSrv.Serve(lb)
+	t.Cleanup(func() { lbSrv.Close() })
+
+	ecard := func(args ...string) string {
+		out, err := exec.Command(filepath.Join(dir, "ecard"), append([]string{"--home", filepath.Join(dir, "phone"), "--server", issuer}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ecard %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	w := demoCards[0]
+	ecard("init")
+	ecard("apply", "--card", w.Number, "--ssn", ssnFor(w.SSNPrefix), "--name", w.Name, "--pin", w.PIN)
+
+	jar, _ := cookiejar.New(nil)
+	br := &http.Client{Jar: jar}
+	resp, err := br.Get(issuer + "/demo/login?profile=gm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	i := bytes.Index(page, []byte(`data-base="/qr/v1/transactions/`))
+	if i < 0 {
+		t.Fatalf("no QR page: %s", page)
+	}
+	rest := page[i+len(`data-base="`):]
+	txnBase := issuer + string(rest[:bytes.IndexByte(rest, '"')])
+	var frame struct{ Payload string }
+	if resp, err := br.Get(txnBase + "/frame"); err == nil {
+		json.NewDecoder(resp.Body).Decode(&frame)
+		resp.Body.Close()
+	}
+	ecard("scan", frame.Payload)
+	var st struct {
+		State  string
+		Number int
+	}
+	if resp, err := br.Get(txnBase); err == nil {
+		json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+	}
+	if st.State != "scanned" {
+		t.Fatalf("replica 1 does not see replica 2's scan: %+v", st)
+	}
+	ecard("confirm", "--number", strconv.Itoa(st.Number), "--pin", w.PIN)
+	resp, err = br.Post(txnBase+"/complete", "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Contains(body, []byte("登录成功")) {
+		t.Fatalf("login across replicas failed: %d\n%s", resp.StatusCode, body)
+	}
+	if hits1.Load() == 0 || hits2.Load() < 3 {
+		t.Fatalf("traffic not split: replica 1 %d, replica 2 %d", hits1.Load(), hits2.Load())
+	}
+	for _, p := range []struct {
+		cmd  *exec.Cmd
+		logs *bytes.Buffer
+		done chan error
+	}{{cmd1, logs1, done1}, {cmd2, logs2, done2}} {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-p.done:
+			if err != nil {
+				t.Fatalf("exit: %v\n%s", err, p.logs.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("no exit after SIGTERM")
+		}
+	}
+	// Drop this test's Redis keys.
+	cleanRedis(t, r, prefix)
 }

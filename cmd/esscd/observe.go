@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -137,6 +138,14 @@ func instrument(mux *http.ServeMux, m *metrics, log *slog.Logger) http.Handler {
 			}
 			d := time.Since(start)
 			m.requests.WithLabelValues(route, r.Method, strconv.Itoa(code)).Inc()
+			if code == http.StatusOK && strings.HasSuffix(route, "/oauth2/token") {
+				// Each profile signs with one algorithm (docs/PROTOCOL.md §1).
+				alg := "ES256"
+				if strings.Contains(route, "/gm/") {
+					alg = "SM2SM3"
+				}
+				m.tokens.WithLabelValues("token_response", alg).Inc()
+			}
 			m.latency.WithLabelValues(route).Observe(d.Seconds())
 			lvl := slog.LevelDebug
 			if code >= 500 {

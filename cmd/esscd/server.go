@@ -39,7 +39,6 @@ type app struct {
 	secrets  essql.Secrets
 	reg      *essql.Store
 	sessions storage.Sessions
-	redis    goredis.UniversalClient // nil with in-memory sessions
 	cards    *card.Service
 	prov     *idp.Provider
 	qr       *qrBridge
@@ -75,7 +74,8 @@ func newApp(ctx context.Context, cfg FileConfig, log *slog.Logger) (_ *app, err 
 	if err := a.openSessions(ctx); err != nil {
 		return nil, err
 	}
-	if a.cards, err = card.New(card.Config{Registry: a.reg, PINKey: a.secrets.PINKey, Now: a.now, Logger: log}); err != nil {
+	if a.cards, err = card.New(card.Config{Registry: a.reg, PINKey: a.secrets.PINKey, Now: a.now, Logger: log,
+		OnPINLocked: a.metrics.pinLockouts.Inc}); err != nil {
 		return nil, fmt.Errorf("card service: %w", err)
 	}
 	login, err := a.loginStep()
@@ -116,6 +116,7 @@ func newApp(ctx context.Context, cfg FileConfig, log *slog.Logger) (_ *app, err 
 	a.handler = instrument(mux, a.metrics, log)
 	a.workers = append(a.workers,
 		func(ctx context.Context) { a.prov.RunEvents(ctx, 2*time.Second) },
+		func(ctx context.Context) { a.watchOutbox(ctx, 15*time.Second) },
 		func(ctx context.Context) { maintainKeys(ctx, a.keys, cfg.Keys.CheckInterval, log) },
 	)
 	return a, nil
@@ -188,7 +189,6 @@ func (a *app) openSessions(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.redis = client
 	a.closers = append(a.closers, client.Close)
 	s, err := redisstore.New(redisstore.Config{Client: client, Prefix: a.cfg.Redis.Prefix, Now: a.now,
 		Lookup: a.lookupClient, NewSession: idp.NewSession, Subjects: idp.TokenSubjects, Logger: a.log})
@@ -337,6 +337,9 @@ func (a *app) bootstrapAdminClient(ctx context.Context) error {
 		ID: bootstrapAdminID, Name: "essc 管理客户端", Domain: "localhost", Profile: "intl",
 		AuthMethod: "client_secret_basic", GrantTypes: []string{"client_credentials"}, Scopes: scopes,
 	})
+	if errors.Is(err, card.ErrExists) {
+		return nil // another replica bootstrapped it at the same moment
+	}
 	if err != nil {
 		return fmt.Errorf("bootstrap admin client: %w", err)
 	}
@@ -347,6 +350,36 @@ func (a *app) bootstrapAdminClient(ctx context.Context) error {
 	}
 	a.log.Info("bootstrapped admin client", "client_id", bootstrapAdminID, "credentials", path)
 	return nil
+}
+
+// outboxConsumers are the durable outbox cursors whose lag is exported.
+var outboxConsumers = []string{"idp.oidc"}
+
+// watchOutbox exports, every interval, how many outbox events each consumer
+// has not processed yet (capped at 10,000 per read).
+func (a *app) watchOutbox(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		for _, c := range outboxConsumers {
+			cur, err := a.reg.Cursor(ctx, c)
+			if err == nil {
+				var evs []storage.Event
+				if evs, err = a.reg.Events(ctx, cur, 10000); err == nil {
+					a.metrics.outboxDepth.WithLabelValues(c).Set(float64(len(evs)))
+				}
+			}
+			if err != nil && ctx.Err() == nil {
+				a.metrics.storeErrors.WithLabelValues("registry").Inc()
+				a.log.WarnContext(ctx, "outbox lag", "consumer", c, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Close releases the backends in reverse order of opening.

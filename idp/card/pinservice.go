@@ -119,6 +119,9 @@ func (s *Service) pinFailed(ctx context.Context, c storage.Card, st storage.PINC
 	if err != nil {
 		s.log.ErrorContext(ctx, "card: recording pin failure", "card", MaskCardNumber(c.Number), "err", err)
 	}
+	if st.Locked && s.onLocked != nil {
+		s.onLocked()
+	}
 }
 
 // CheckIssuable is what every code, token and session issuer calls on the

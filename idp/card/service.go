@@ -64,6 +64,9 @@ type Config struct {
 	MaxDevices int
 	// LockAfter is the number of consecutive PIN failures that lock; 0 means 5.
 	LockAfter int
+	// OnPINLocked, if set, is called after a PIN was locked and recorded
+	// (metrics).
+	OnPINLocked func()
 }
 
 // Service performs the card and e-card lifecycle over a storage.Registry.
@@ -77,6 +80,7 @@ type Service struct {
 	log        *slog.Logger
 	maxDevices int
 	lockAfter  int
+	onLocked   func()
 }
 
 // New validates cfg and returns a Service.
@@ -88,7 +92,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("card: Config.PINKey must be at least 32 octets")
 	}
 	s := &Service{reg: cfg.Registry, pinKey: append([]byte(nil), cfg.PINKey...), now: cfg.Now, log: cfg.Logger,
-		maxDevices: cfg.MaxDevices, lockAfter: cfg.LockAfter}
+		maxDevices: cfg.MaxDevices, lockAfter: cfg.LockAfter, onLocked: cfg.OnPINLocked}
 	if s.now == nil {
 		s.now = time.Now
 	}
