@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/essc-project/essc/idp/wallet"
 	"github.com/essc-project/essc/idp/wallet/client"
 	"github.com/essc-project/essc/qrlogin"
@@ -25,6 +27,8 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
+	// Runs last: everything the server started must have stopped.
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func newMetrics() *metrics {
 		Name: "essc_tokens_issued_total", Help: "Tokens issued by kind and signing algorithm.",
 	}, []string{"kind", "alg"})
 	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "essc_store_errors_total", Help: "Backend outages seen (storage.ErrUnavailable) by store.",
+		Name: "essc_store_errors_total", Help: "Backend outages seen by the readiness probe and the outbox watcher, by store.",
 	}, []string{"store"})
 	m.outboxDepth = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "essc_outbox_lag_events", Help: "Outbox events not yet processed, by consumer.",
