@@ -268,7 +268,7 @@ func (p *Provider) Complete(w http.ResponseWriter, r *http.Request, pending []by
 	if p.cfg.Logins != nil {
 		c := ar.GetClient().(*client)
 		l := Login{HolderID: a.HolderID, ClientID: c.rec.ID, Profile: pr.name, SID: sess.SID, Subject: sess.Subject,
-			RequestID: ar.GetID(), ExpiresAt: p.now().Add(c.lt.RefreshToken)}
+			RequestID: ar.GetID(), ACR: a.ACR, Browser: a.Browser, At: a.AuthTime, ExpiresAt: p.now().Add(c.lt.RefreshToken)}
 		if err := p.cfg.Logins.AddLogin(ctx, l); err != nil {
 			pr.authorizeError(w, r, ar, err)
 			return

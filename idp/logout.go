@@ -22,15 +22,7 @@ import (
 
 // Login is one completed sign-in of a holder at a client: what back-channel
 // and RP-initiated logout need to find and end it.
-type Login struct {
-	HolderID  string    `json:"holder_id"`
-	ClientID  string    `json:"client_id"`
-	Profile   string    `json:"profile"`
-	SID       string    `json:"sid"`
-	Subject   string    `json:"sub"`        // pairwise sub at the client
-	RequestID string    `json:"request_id"` // fosite request id = token family
-	ExpiresAt time.Time `json:"exp"`
-}
+type Login = storage.SignIn
 
 // LoginIndex records sign-ins per holder (optional port; without it logout
 // only revokes by subject and sends no back-channel logout tokens).
@@ -110,6 +102,49 @@ func (x *MemoryLoginIndex) DropLogin(_ context.Context, holderID, sid string) er
 		delete(x.m, holderID)
 	}
 	return nil
+}
+
+// RegistryLoginIndex is the LoginIndex of a multi-replica deployment: the
+// sign-ins live in the durable registry, so any replica can end them.
+type RegistryLoginIndex struct{ Store storage.SignIns }
+
+var _ LoginIndex = RegistryLoginIndex{}
+
+// AddLogin implements LoginIndex.
+func (x RegistryLoginIndex) AddLogin(ctx context.Context, l Login) error {
+	return x.Store.AddSignIn(ctx, l)
+}
+
+// Logins implements LoginIndex.
+func (x RegistryLoginIndex) Logins(ctx context.Context, holderID string) ([]Login, error) {
+	return x.Store.SignInsOf(ctx, holderID)
+}
+
+// LoginBySID implements LoginIndex.
+func (x RegistryLoginIndex) LoginBySID(ctx context.Context, sid string) (Login, error) {
+	return x.Store.SignIn(ctx, sid)
+}
+
+// DropLogin implements LoginIndex.
+func (x RegistryLoginIndex) DropLogin(ctx context.Context, _, sid string) error {
+	return x.Store.DropSignIn(ctx, sid)
+}
+
+// EndSignIn is "not me": the holder ends one of their sign-ins — its tokens
+// are revoked and its client gets a back-channel logout token. A sid of
+// another holder reads as unknown (storage.ErrNotFound).
+func (p *Provider) EndSignIn(ctx context.Context, holderID, sid string) error {
+	if p.cfg.Logins == nil {
+		return fmt.Errorf("idp: no login index: %w", storage.ErrNotFound)
+	}
+	l, err := p.cfg.Logins.LoginBySID(ctx, sid)
+	if err != nil {
+		return err
+	}
+	if l.HolderID != holderID {
+		return fmt.Errorf("idp: sign-in %q: %w", sid, storage.ErrNotFound)
+	}
+	return p.endLogin(ctx, l, true)
 }
 
 // logoutEvent is the events member of a logout token (Back-Channel Logout 1.0 §2.4).

@@ -133,6 +133,9 @@ type Authentication struct {
 	Purpose  string
 	// Consented are the scopes the holder confirmed for this client now.
 	Consented []string
+	// Browser describes where the login was used (region, IP, device type),
+	// for the holder's login notices. Never the holder's data.
+	Browser string
 }
 
 // EventSource is the consumer side of the registry outbox

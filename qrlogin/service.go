@@ -117,6 +117,9 @@ type Approval struct {
 	Purpose   string    `json:"pu,omitempty"`
 	Consented []string  `json:"c,omitempty"`
 	Act       string    `json:"act,omitempty"` // delegate acting for the holder, if any
+	// Browser is where the collecting browser was (region, IP, device type),
+	// set by Collect for the holder's login notices.
+	Browser string `json:"b,omitempty"`
 }
 
 // txnData is what qrlogin keeps in storage.QRTransaction.Data.
@@ -414,6 +417,7 @@ func (s *Service) Collect(ctx context.Context, txn, binding string) (View, *Appr
 		return v, nil, fmt.Errorf("qrlogin: approved transaction without approval")
 	}
 	v.State = StateConsumed
+	d.Approval.Browser = region(d.BrowserIP) + " " + d.BrowserIP + "，" + d.BrowserUA
 	s.observe(ctx, txn, t.ClientID, StateApproved, StateConsumed, nil)
 	return v, d.Approval, nil
 }

@@ -60,6 +60,8 @@ commands:
   confirm --number N --dev-face KEY.pem  confirm with DEVELOPMENT liveness evidence signed by the test key
   deny [--txn T]                         refuse the login
   code                                   show a single-use presentation code (60 s)
+  notices                                my sign-ins ("you logged in to X from Y")
+  not-me SID                             "不是我": end a sign-in I do not recognise
   report-loss                            report the card lost
 `
 
@@ -266,6 +268,28 @@ func (h *appHome) dispatch(ctx context.Context, cmd string, args []string, stdou
 			return err
 		}
 		fmt.Fprintf(stdout, "展码（%s 前有效，仅可使用一次）：%s\n", p.ExpiresAt.Local().Format("15:04:05"), p.Code)
+		return nil
+	case "notices":
+		ns, err := c.Notices(ctx)
+		if err != nil {
+			return err
+		}
+		if len(ns) == 0 {
+			fmt.Fprintln(stdout, "没有登录记录")
+		}
+		for _, n := range ns {
+			fmt.Fprintf(stdout, "%s  您登录了 %s（%s），来自 %s  [%s]\n", n.At.Local().Format("2006-01-02 15:04"), n.RPName, n.RPDomain, n.Browser, n.SID)
+		}
+		return nil
+	case "not-me":
+		sid := fs.Arg(0)
+		if sid == "" {
+			return errors.New("not-me: give the sign-in id shown by 'ecard notices'")
+		}
+		if err := c.NotMe(ctx, sid); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "已结束该登录：相关令牌已吊销，网站已收到退出通知。")
 		return nil
 	case "report-loss":
 		if err := c.ReportLoss(ctx); err != nil {

@@ -373,7 +373,55 @@ func runEndToEnd(t *testing.T, s *stack) {
 	if c2["acr"] != qrlogin.ACRFace {
 		t.Fatalf("face login acr %v", c2["acr"])
 	}
-	at, _ = tok2["access_token"].(string)
+	at2, _ := tok2["access_token"].(string)
+	if code := userinfo(t, s.base+"/gm/userinfo", at2); code != 200 {
+		t.Fatalf("userinfo after face login %d", code)
+	}
+
+	// Login notices and "not me": the face login is listed with the RP's
+	// registered name; ending it revokes its token at once.
+	notices, err := app.Notices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var faceSID string
+	for _, n := range notices {
+		if n.ACR == qrlogin.ACRFace && n.RPName == "省网上服务大厅" && strings.Contains(n.Browser, "127.0.0.1") {
+			faceSID = n.SID
+		}
+	}
+	if len(notices) < 2 || faceSID == "" {
+		t.Fatalf("notices %+v", notices)
+	}
+	if err := app.NotMe(ctx, faceSID); err != nil {
+		t.Fatal(err)
+	}
+	if code := userinfo(t, s.base+"/gm/userinfo", at2); code == 200 {
+		t.Fatal("fail/token still valid after not-me")
+	}
+	if err := app.NotMe(ctx, faceSID); !errors.As(err, &e) || e.Code != "not_found" {
+		t.Fatalf("fail/not-me twice: %v", err)
+	}
+	if err := app.NotMe(ctx, "some-other-holders-sid"); !errors.As(err, &e) || e.Code != "not_found" {
+		t.Fatalf("fail/not-me unknown sid: %v", err)
+	}
+
+	// A third login, whose token the loss report must end.
+	b3 := s.browser(t)
+	b3.authorize(nil)
+	v3, err := app.Scan(ctx, b3.payload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Confirm(ctx, v3.Txn, b3.number(), "258147"); err != nil {
+		t.Fatal(err)
+	}
+	code3, err := b3.complete()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok3, _ := b3.exchange(code3)
+	at, _ = tok3["access_token"].(string)
 
 	// Presentation code: a counter redeems it once.
 	pc, err := app.PresentationCode(ctx)
@@ -395,9 +443,9 @@ func runEndToEnd(t *testing.T, s *stack) {
 	if code := userinfo(t, s.base+"/gm/userinfo", at); code == 200 {
 		t.Fatal("fail/userinfo after loss")
 	}
-	b3 := s.browser(t)
-	b3.authorize(nil)
-	if _, err := app.Scan(ctx, b3.payload()); !errors.As(err, &e) || (e.Code != "card_inactive" && e.Code != "invalid_proof") {
+	b4 := s.browser(t)
+	b4.authorize(nil)
+	if _, err := app.Scan(ctx, b4.payload()); !errors.As(err, &e) || (e.Code != "card_inactive" && e.Code != "invalid_proof") {
 		t.Fatalf("fail/scan after loss: %v", err)
 	}
 }

@@ -36,6 +36,7 @@ var (
 	_ qrlogin.ConsentChecker = (*qrBridge)(nil)
 	_ qrlogin.Observer       = (*qrBridge)(nil)
 	_ wallet.HolderCheck     = (*qrBridge)(nil)
+	_ wallet.Notices         = (*qrBridge)(nil)
 )
 
 // loginStep builds the QR-Link v1 login step.
@@ -120,7 +121,7 @@ func (b *qrBridge) Complete(w http.ResponseWriter, r *http.Request, req qrlogin.
 	b.a.metrics.logins.WithLabelValues("completed").Inc()
 	b.a.prov.Complete(w, r, req.Pending, idp.Authentication{
 		HolderID: ap.HolderID, ECardID: ap.ECardID, ACR: ap.ACR, AMR: ap.AMR, AuthTime: ap.AuthTime,
-		Purpose: ap.Purpose, Consented: ap.Consented,
+		Purpose: ap.Purpose, Consented: ap.Consented, Browser: ap.Browser,
 	})
 }
 
@@ -134,6 +135,36 @@ func (b *qrBridge) CheckHolder(ctx context.Context, holderID, ecardID string) er
 
 func (b *qrBridge) NeedConsent(ctx context.Context, holderID string, req qrlogin.Request) ([]string, error) {
 	return b.a.prov.NeedConsent(ctx, holderID, loginRequest(req))
+}
+
+// SignIns lists the holder's sign-ins for the app's login notices, with the
+// relying party's registered name and domain.
+func (b *qrBridge) SignIns(ctx context.Context, holderID string) ([]wallet.Notice, error) {
+	sis, err := b.a.reg.SignInsOf(ctx, holderID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]wallet.Notice, 0, len(sis))
+	for _, si := range sis {
+		n := wallet.Notice{SID: si.SID, ClientID: si.ClientID, ACR: si.ACR, Browser: si.Browser, At: si.At}
+		if c, err := b.a.reg.Client(ctx, si.ClientID); err == nil {
+			n.RPName, n.RPDomain = c.Name, c.Domain
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// NotMe ends one sign-in the holder does not recognise: tokens revoked,
+// back-channel logout sent, audited.
+func (b *qrBridge) NotMe(ctx context.Context, holderID, sid string) error {
+	if err := b.a.prov.EndSignIn(ctx, holderID, sid); err != nil {
+		return err
+	}
+	b.a.metrics.logins.WithLabelValues("not_me").Inc()
+	details, _ := json.Marshal(map[string]string{"sid": sid})
+	_, err := b.a.reg.AppendAudit(ctx, storage.AuditEntry{Actor: "holder:" + holderID, Action: "login.not_me", Target: "sid:" + sid, Details: details})
+	return err
 }
 
 // Transition counts every transition and audits those that involve a holder.

@@ -91,7 +91,7 @@ func newApp(ctx context.Context, cfg FileConfig, log *slog.Logger) (_ *app, err 
 		Replay:          a.sessions,
 		Login:           login,
 		Events:          a.reg,
-		Logins:          idp.NewMemoryLoginIndex(a.now),
+		Logins:          idp.RegistryLoginIndex{Store: a.reg},
 		GlobalSecret:    a.secrets.TokenKey,
 		PairwiseKey:     a.secrets.PairwiseKey,
 		ClientSecretKey: a.secrets.ClientSecretKey,

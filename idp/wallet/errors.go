@@ -14,6 +14,7 @@ var (
 	errTooLarge       = errors.New("wallet: body too large")
 	errNoLiveness     = errors.New("wallet: no liveness verifier configured")
 	errLivenessFailed = errors.New("wallet: liveness evidence refused")
+	errNoSuchSignIn   = errors.New("wallet: no such sign-in")
 )
 
 // errBody is the wire form of every wallet error: a fixed code and a fixed
@@ -62,6 +63,8 @@ func wire(err error) (int, errBody) {
 		return 403, m{"face_required", "该业务需要刷脸认证"}
 	case errors.Is(err, errLivenessFailed):
 		return 401, m{"liveness_failed", "刷脸认证未通过"}
+	case errors.Is(err, errNoSuchSignIn):
+		return 404, m{"not_found", "该登录记录不存在或已结束"}
 	case errors.Is(err, errCodeUsed):
 		return 404, m{"code_invalid", "展码无效或已使用"}
 	case errors.Is(err, errUnauthenticated):

@@ -50,6 +50,27 @@ type HolderCheck interface {
 	CheckHolder(ctx context.Context, holderID, ecardID string) error
 }
 
+// Notice is one of the holder's sign-ins as the app lists it: "you logged
+// in to X from Y at T".
+type Notice struct {
+	SID      string    `json:"sid"`
+	ClientID string    `json:"client_id"`
+	RPName   string    `json:"rp_name"`
+	RPDomain string    `json:"rp_domain"`
+	ACR      string    `json:"acr"`
+	Browser  string    `json:"browser"`
+	At       time.Time `json:"at"`
+}
+
+// Notices lists and ends the holder's sign-ins (the provider and registry
+// behind an adapter in cmd/esscd).
+type Notices interface {
+	SignIns(ctx context.Context, holderID string) ([]Notice, error)
+	// NotMe ends one sign-in: tokens revoked, back-channel logout, audited.
+	// An unknown sid or one of another holder wraps storage.ErrNotFound.
+	NotMe(ctx context.Context, holderID, sid string) error
+}
+
 // Store is the short-lived state the wallet needs (storage.Sessions has it).
 type Store interface {
 	storage.ReplayCache
@@ -76,6 +97,7 @@ type Config struct {
 	QR       QR
 	Registry Registry
 	Holders  HolderCheck
+	Notices  Notices // optional: without it the notice endpoints are not mounted
 	Store    Store
 	Keys     KeySource
 	Liveness LivenessVerifier // nil: face-level confirmations are refused
@@ -132,6 +154,8 @@ func New(cfg Config) (*Handler, error) {
 //	POST /wallet/v1/qr/deny                 deny a scanned login
 //	POST /wallet/v1/report-loss             report the card lost (suspends the e-card at once)
 //	POST /wallet/v1/presentation-codes      a single-use 60 s code for a counter to scan
+//	POST /wallet/v1/notices                 the holder's sign-ins ("you logged in to X from Y")
+//	POST /wallet/v1/notices/not-me          "不是我": end one sign-in (tokens revoked, back-channel logout)
 //	POST /verify/v1/presentation-codes      a counter terminal redeems a code (see Verifier)
 func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /wallet/v1/ecards", h.anonymous(h.apply))
@@ -141,6 +165,42 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /wallet/v1/qr/deny", h.device(h.deny))
 	mux.HandleFunc("POST /wallet/v1/report-loss", h.device(h.reportLoss))
 	mux.HandleFunc("POST /wallet/v1/presentation-codes", h.device(h.presentationCode))
+	if h.cfg.Notices != nil {
+		mux.HandleFunc("POST /wallet/v1/notices", h.device(h.notices))
+		mux.HandleFunc("POST /wallet/v1/notices/not-me", h.device(h.notMe))
+	}
+}
+
+// notices lists the holder's sign-ins ("you logged in to X from Y").
+func (h *Handler) notices(w http.ResponseWriter, r *http.Request, c caller) {
+	ns, err := h.cfg.Notices.SignIns(r.Context(), c.ECard.HolderID)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"notices": ns})
+}
+
+// NotMeRequest is the body of POST /wallet/v1/notices/not-me.
+type NotMeRequest struct {
+	SID string `json:"sid"`
+}
+
+// notMe ends a sign-in the holder does not recognise ("不是我").
+func (h *Handler) notMe(w http.ResponseWriter, r *http.Request, c caller) {
+	var req NotMeRequest
+	if err := decode(c.Body, &req); err != nil || req.SID == "" || len(req.SID) > 128 {
+		h.fail(w, r, fmt.Errorf("%w: sid", errBadRequest))
+		return
+	}
+	if err := h.cfg.Notices.NotMe(r.Context(), c.ECard.HolderID, req.SID); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			err = errNoSuchSignIn
+		}
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ended"})
 }
 
 // caller is an authenticated wallet request.

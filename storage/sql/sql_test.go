@@ -114,11 +114,57 @@ func TestMigrateIdempotent(t *testing.T) {
 	url := "sqlite://" + filepath.Join(t.TempDir(), "m.db")
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	v, err := essql.Migrate(context.Background(), url, logger)
-	if err != nil || len(v) != 1 || v[0] != 1 {
-		t.Fatalf("first Migrate = %v, %v", v, err)
+	if err != nil || len(v) != 2 || v[0] != 1 || v[1] != 2 {
+		t.Fatalf("first Migrate = %v, %v (want every embedded migration, in order)", v, err)
 	}
 	v, err = essql.Migrate(context.Background(), url, logger)
 	if err != nil || len(v) != 0 {
 		t.Fatalf("second Migrate = %v, %v", v, err)
+	}
+}
+
+func TestSignIns(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	clock := func() time.Time { return now }
+	s, err := essql.Open(context.Background(), essql.Config{URL: "sqlite://" + filepath.Join(t.TempDir(), "s.db"),
+		Secrets: testSecrets(t), Now: func() time.Time { return clock() }, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	a := storage.SignIn{SID: "s1", HolderID: "h1", ClientID: "c", Profile: "gm", Subject: "sub", RequestID: "r1",
+		ACR: "urn:essc:acr:pin", Browser: "本机 127.0.0.1", At: now, ExpiresAt: now.Add(time.Hour)}
+	if err := s.AddSignIn(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddSignIn(ctx, a); !errors.Is(err, storage.ErrDuplicate) {
+		t.Fatalf("fail/duplicate sid: %v", err)
+	}
+	if err := s.AddSignIn(ctx, storage.SignIn{SID: "x"}); !errors.Is(err, storage.ErrInvalidRecord) {
+		t.Fatalf("fail/invalid: %v", err)
+	}
+	b := a
+	b.SID, b.At, b.ExpiresAt = "s2", now.Add(time.Second), now.Add(time.Minute)
+	s.AddSignIn(ctx, b)
+	got, err := s.SignInsOf(ctx, "h1")
+	if err != nil || len(got) != 2 || got[0].SID != "s2" || got[1] != a {
+		t.Fatalf("SignInsOf = %+v, %v", got, err)
+	}
+	if si, err := s.SignIn(ctx, "s1"); err != nil || si != a {
+		t.Fatalf("SignIn = %+v, %v", si, err)
+	}
+	now = now.Add(2 * time.Minute) // s2 expired
+	if got, _ := s.SignInsOf(ctx, "h1"); len(got) != 1 {
+		t.Fatalf("expired sign-in listed: %+v", got)
+	}
+	if _, err := s.SignIn(ctx, "s2"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("expired sign-in read: %v", err)
+	}
+	if err := s.DropSignIn(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SignIn(ctx, "s1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("dropped sign-in read: %v", err)
 	}
 }

@@ -133,3 +133,16 @@ func (c *Client) PresentationCode(ctx context.Context) (wallet.PresentationCode,
 	var p wallet.PresentationCode
 	return p, c.do(ctx, "/wallet/v1/presentation-codes", nil, &p, false)
 }
+
+// Notices lists the holder's sign-ins.
+func (c *Client) Notices(ctx context.Context) ([]wallet.Notice, error) {
+	var out struct {
+		Notices []wallet.Notice `json:"notices"`
+	}
+	return out.Notices, c.do(ctx, "/wallet/v1/notices", nil, &out, false)
+}
+
+// NotMe ends a sign-in the holder does not recognise.
+func (c *Client) NotMe(ctx context.Context, sid string) error {
+	return c.do(ctx, "/wallet/v1/notices/not-me", wallet.NotMeRequest{SID: sid}, nil, false)
+}

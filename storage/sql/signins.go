@@ -1,0 +1,76 @@
+package sql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	dbsql "database/sql"
+
+	"github.com/essc-project/essc/storage"
+)
+
+var _ storage.SignIns = (*Store)(nil)
+
+// AddSignIn implements storage.SignIns. Expired rows of the same holder are
+// pruned in the same statement batch, so the table stays bounded.
+func (s *Store) AddSignIn(ctx context.Context, si storage.SignIn) error {
+	if si.SID == "" || si.HolderID == "" || si.ExpiresAt.IsZero() {
+		return fmt.Errorf("sql: sign-in without sid, holder or expiry: %w", storage.ErrInvalidRecord)
+	}
+	return s.Tx(ctx, func(tx storage.RegistryTx) error {
+		t := tx.(*q)
+		if _, err := t.exec(ctx, `DELETE FROM sign_ins WHERE holder_id = ? AND expires_at <= ?`, si.HolderID, t.nowMicros()); err != nil {
+			return err
+		}
+		_, err := t.exec(ctx, `INSERT INTO sign_ins (sid, holder_id, client_id, profile, subject, request_id, acr, browser, at, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, si.SID, si.HolderID, si.ClientID, si.Profile, si.Subject, si.RequestID,
+			si.ACR, si.Browser, micros(si.At), micros(si.ExpiresAt))
+		return err
+	})
+}
+
+const signInCols = `sid, holder_id, client_id, profile, subject, request_id, acr, browser, at, expires_at`
+
+func scanSignIn(sc interface{ Scan(...any) error }) (storage.SignIn, error) {
+	var si storage.SignIn
+	var at, exp int64
+	err := sc.Scan(&si.SID, &si.HolderID, &si.ClientID, &si.Profile, &si.Subject, &si.RequestID, &si.ACR, &si.Browser, &at, &exp)
+	si.At, si.ExpiresAt = fromMicros(at), fromMicros(exp)
+	return si, err
+}
+
+// SignInsOf implements storage.SignIns.
+func (s *Store) SignInsOf(ctx context.Context, holderID string) ([]storage.SignIn, error) {
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+signInCols+` FROM sign_ins
+		WHERE holder_id = ? AND expires_at > ? ORDER BY at DESC LIMIT 100`), holderID, s.q.nowMicros())
+	if err != nil {
+		return nil, s.mapErr(err)
+	}
+	defer rows.Close()
+	out := []storage.SignIn{}
+	for rows.Next() {
+		si, err := scanSignIn(rows)
+		if err != nil {
+			return nil, s.mapErr(err)
+		}
+		out = append(out, si)
+	}
+	return out, s.mapErr(rows.Err())
+}
+
+// SignIn implements storage.SignIns.
+func (s *Store) SignIn(ctx context.Context, sid string) (storage.SignIn, error) {
+	si, err := scanSignIn(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+signInCols+` FROM sign_ins WHERE sid = ? AND expires_at > ?`),
+		sid, s.q.nowMicros()))
+	if errors.Is(err, dbsql.ErrNoRows) {
+		return storage.SignIn{}, fmt.Errorf("sql: sign-in: %w", storage.ErrNotFound)
+	}
+	return si, s.mapErr(err)
+}
+
+// DropSignIn implements storage.SignIns.
+func (s *Store) DropSignIn(ctx context.Context, sid string) error {
+	_, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM sign_ins WHERE sid = ?`), sid)
+	return s.mapErr(err)
+}
