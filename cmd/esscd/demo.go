@@ -309,7 +309,8 @@ func (a *app) demoCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: "demo-login", Path: "/demo", MaxAge: -1})
 	if e := r.URL.Query().Get("error"); e != "" {
-		a.demoFail(w, "登录未完成："+e)
+		a.log.Info("demo portal: authorize error", "error", e)
+		a.demoFail(w, "登录未完成，请重试")
 		return
 	}
 	page, err := a.demoExchange(r.Context(), st, r.URL.Query().Get("code"))
@@ -374,12 +375,17 @@ func (a *app) demoExchange(ctx context.Context, st demoState, code string) (demo
 	}
 	page := demoPage{Profile: st.Profile, Raw: tok.IDToken, JWKS: iss + "/jwks.json"}
 	hdr, payload, err := signing.Verify(tok.IDToken, keys)
+	wantAlg := signing.AlgES256
+	if st.Profile == "gm" {
+		wantAlg = signing.AlgSM2SM3
+	}
+	if err == nil && hdr.Alg != wantAlg {
+		err = fmt.Errorf("alg %s, want %s", hdr.Alg, wantAlg)
+	}
 	if err == nil {
 		var claims map[string]any
 		json.Unmarshal(payload, &claims)
-		if claims["iss"] != iss || claims["nonce"] != st.Nonce {
-			err = errors.New("iss or nonce mismatch")
-		}
+		err = checkIDClaims(claims, iss, p.ClientID, st.Nonce, a.now())
 		pretty, _ := json.MarshalIndent(claims, "", "  ")
 		page.Claims, page.Alg, page.Header = string(pretty), hdr.Alg, string(hdr.Raw)
 	}
@@ -388,4 +394,33 @@ func (a *app) demoExchange(ctx context.Context, st demoState, code string) (demo
 		return page, fmt.Errorf("ID token verification: %w", err)
 	}
 	return page, nil
+}
+
+// checkIDClaims is the relying party's check of an ID token's claims (OIDC
+// Core §3.1.3.7): issuer, audience, nonce, expiry and issue time.
+func checkIDClaims(c map[string]any, iss, clientID, nonce string, now time.Time) error {
+	aud := false
+	switch v := c["aud"].(type) {
+	case string:
+		aud = v == clientID
+	case []any:
+		for _, x := range v {
+			aud = aud || x == clientID
+		}
+	}
+	exp, _ := c["exp"].(float64)
+	iat, _ := c["iat"].(float64)
+	switch {
+	case c["iss"] != iss:
+		return errors.New("iss mismatch")
+	case !aud:
+		return errors.New("aud does not name this client")
+	case c["nonce"] != nonce:
+		return errors.New("nonce mismatch")
+	case exp == 0 || now.Unix() >= int64(exp):
+		return errors.New("expired")
+	case iat == 0 || int64(iat) > now.Add(time.Minute).Unix():
+		return errors.New("issued in the future")
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -135,4 +136,29 @@ func TestDemo(t *testing.T) {
 			t.Fatal("e-card issued on a cancelled card")
 		}
 	})
+}
+
+func TestCheckIDClaims(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	good := map[string]any{"iss": "https://i/gm", "aud": []any{"rp"}, "nonce": "n", "exp": float64(now.Unix() + 60), "iat": float64(now.Unix())}
+	if err := checkIDClaims(good, "https://i/gm", "rp", "n", now); err != nil {
+		t.Fatalf("ok/good: %v", err)
+	}
+	for name, edit := range map[string]func(map[string]any){
+		"fail/iss":    func(c map[string]any) { c["iss"] = "https://i" },
+		"fail/aud":    func(c map[string]any) { c["aud"] = "other" },
+		"fail/nonce":  func(c map[string]any) { c["nonce"] = "m" },
+		"fail/exp":    func(c map[string]any) { c["exp"] = float64(now.Unix()) },
+		"fail/no-exp": func(c map[string]any) { delete(c, "exp") },
+		"fail/iat":    func(c map[string]any) { c["iat"] = float64(now.Unix() + 3600) },
+	} {
+		c := map[string]any{}
+		for k, v := range good {
+			c[k] = v
+		}
+		edit(c)
+		if err := checkIDClaims(c, "https://i/gm", "rp", "n", now); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
 }
