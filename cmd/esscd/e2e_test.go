@@ -436,6 +436,27 @@ func runEndToEnd(t *testing.T, s *stack) {
 		t.Fatalf("fail/presentation code redeemed twice: %d", code)
 	}
 
+	// A second phone binds with card number + PIN; the first phone unbinds
+	// it (say, it was lost) and it is refused at once.
+	k2, _ := signing.GenerateKey(signing.AlgSM2SM3)
+	phone2 := &client.Client{Base: s.base, Key: k2}
+	if _, _, err := phone2.BindDevice(ctx, number, "000000"); !errors.As(err, &e) || e.Code != "auth_failed" {
+		t.Fatalf("fail/bind with a wrong PIN: %v", err)
+	}
+	_, d2, err := phone2.BindDevice(ctx, number, "258147")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phone2.PresentationCode(ctx); err != nil {
+		t.Fatalf("second phone not usable: %v", err)
+	}
+	if err := app.UnbindDevice(ctx, d2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := phone2.PresentationCode(ctx); !errors.As(err, &e) || e.Code != "invalid_proof" {
+		t.Fatalf("fail/unbound phone still accepted: %v", err)
+	}
+
 	// Report loss: the e-card is suspended at once; the old token stops working.
 	if err := app.ReportLoss(ctx); err != nil {
 		t.Fatal(err)

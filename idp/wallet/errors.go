@@ -45,6 +45,8 @@ func wire(err error) (int, errBody) {
 		return 403, m{"card_inactive", "社保卡或电子社保卡状态异常，请到服务网点办理"}
 	case errors.Is(err, card.ErrExists):
 		return 409, m{"already_exists", "该社保卡已申领电子社保卡"}
+	case errors.Is(err, card.ErrNotFound), errors.Is(err, storage.ErrNotFound):
+		return 404, m{"not_found", "记录不存在"}
 	case errors.Is(err, card.ErrDeviceLimit):
 		return 409, m{"device_limit", "绑定设备已达上限"}
 	case errors.Is(err, qrlogin.ErrRateLimited):

@@ -26,6 +26,8 @@ type Cards interface {
 	ChangePIN(ctx context.Context, a card.Actor, number, oldPIN, newPIN string) error
 	VerifyPIN(ctx context.Context, number, pin string) (card.Verified, error)
 	ReportLossByHolder(ctx context.Context, a card.Actor, holderID, number string) (storage.Card, error)
+	BindDevice(ctx context.Context, a card.Actor, ecardID string, k card.DeviceKey) (storage.Device, error)
+	UnbindDevice(ctx context.Context, a card.Actor, deviceID string) error
 }
 
 // QR is the app side of QR-Link v1 (*qrlogin.Service implements it).
@@ -42,6 +44,7 @@ type Registry interface {
 	ECard(ctx context.Context, id string) (storage.ECard, error)
 	Card(ctx context.Context, id string) (storage.Card, error)
 	Holder(ctx context.Context, id string) (storage.Holder, error)
+	LiveECardOfCard(ctx context.Context, cardID string) (storage.ECard, error)
 }
 
 // HolderCheck re-checks, live, that the holder's e-card and card are active
@@ -149,6 +152,8 @@ func New(cfg Config) (*Handler, error) {
 //
 //	POST /wallet/v1/ecards                  apply (card no + SSN + name + PIN; proof with embedded device JWK)
 //	POST /wallet/v1/pin                     change the card PIN (proof with embedded JWK or bound device)
+//	POST /wallet/v1/devices                 bind another phone to the live e-card (card no + PIN; proof with its JWK)
+//	POST /wallet/v1/devices/unbind          unbind a device of the same holder (e.g. a lost phone)
 //	POST /wallet/v1/qr/scan                 scan a QR payload or a typed elderly-mode code
 //	POST /wallet/v1/qr/confirm              confirm with the number and PIN (or liveness evidence)
 //	POST /wallet/v1/qr/deny                 deny a scanned login
@@ -160,6 +165,8 @@ func New(cfg Config) (*Handler, error) {
 func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /wallet/v1/ecards", h.anonymous(h.apply))
 	mux.HandleFunc("POST /wallet/v1/pin", h.anonymous(h.changePIN))
+	mux.HandleFunc("POST /wallet/v1/devices", h.anonymous(h.bindDevice))
+	mux.HandleFunc("POST /wallet/v1/devices/unbind", h.device(h.unbindDevice))
 	mux.HandleFunc("POST /wallet/v1/qr/scan", h.device(h.scan))
 	mux.HandleFunc("POST /wallet/v1/qr/confirm", h.device(h.confirm))
 	mux.HandleFunc("POST /wallet/v1/qr/deny", h.device(h.deny))
@@ -426,6 +433,65 @@ func (h *Handler) changePIN(w http.ResponseWriter, r *http.Request, _ *signing.K
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// BindRequest is the body of POST /wallet/v1/devices: the new phone proves
+// possession of its key (the proof's embedded JWK) and the holder knows the
+// card PIN (counted towards the lock like any PIN check).
+type BindRequest struct {
+	CardNumber string `json:"card_number"`
+	PIN        string `json:"pin"`
+	Channel    string `json:"channel,omitempty"`
+}
+
+func (h *Handler) bindDevice(w http.ResponseWriter, r *http.Request, key *signing.Key, jwk, body []byte) {
+	ctx := r.Context()
+	var req BindRequest
+	if err := decode(body, &req); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	v, err := h.cfg.Cards.VerifyPIN(ctx, req.CardNumber, req.PIN)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	e, err := h.cfg.Registry.LiveECardOfCard(ctx, v.Card.ID)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			err = fmt.Errorf("%w: no e-card on this card", qrlogin.ErrHolderInactive)
+		}
+		h.fail(w, r, err)
+		return
+	}
+	if req.Channel == "" {
+		req.Channel = "ecard-app"
+	}
+	d, err := h.cfg.Cards.BindDevice(ctx, card.Actor{ID: e.HolderID}, e.ID,
+		card.DeviceKey{Thumbprint: key.Thumbprint(), PublicKeyJWK: jwk, Channel: req.Channel})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"ecard_id": e.ID, "device_id": d.ID})
+}
+
+// UnbindRequest is the body of POST /wallet/v1/devices/unbind.
+type UnbindRequest struct {
+	DeviceID string `json:"device_id"`
+}
+
+func (h *Handler) unbindDevice(w http.ResponseWriter, r *http.Request, c caller) {
+	var req UnbindRequest
+	if err := decode(c.Body, &req); err != nil || req.DeviceID == "" {
+		h.fail(w, r, fmt.Errorf("%w: device_id", errBadRequest))
+		return
+	}
+	if err := h.cfg.Cards.UnbindDevice(r.Context(), card.Actor{ID: c.ECard.HolderID}, req.DeviceID); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "unbound"})
 }
 
 // ScanRequest is the body of POST /wallet/v1/qr/scan: a payload or a code.

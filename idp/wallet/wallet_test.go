@@ -52,6 +52,16 @@ func (f *fakeCards) ReportLossByHolder(context.Context, card.Actor, string, stri
 	return storage.Card{}, nil
 }
 
+func (f *fakeCards) BindDevice(context.Context, card.Actor, string, card.DeviceKey) (storage.Device, error) {
+	return storage.Device{ID: "d2"}, nil
+}
+func (f *fakeCards) UnbindDevice(_ context.Context, _ card.Actor, id string) error {
+	if id != "d1" {
+		return card.ErrNotFound
+	}
+	return nil
+}
+
 // fakeQR records confirmations.
 type fakeQR struct{ confirms int }
 
@@ -87,6 +97,9 @@ func (r *registry) ECard(context.Context, string) (storage.ECard, error) {
 }
 func (r *registry) Card(context.Context, string) (storage.Card, error) {
 	return storage.Card{ID: "c1", Number: "A12345678", Status: storage.CardActive, Region: "410105"}, nil
+}
+func (r *registry) LiveECardOfCard(context.Context, string) (storage.ECard, error) {
+	return storage.ECard{ID: "e1", HolderID: "h1", CardID: "c1", Status: storage.ECardActive}, nil
 }
 func (r *registry) Holder(context.Context, string) (storage.Holder, error) {
 	return storage.Holder{ID: "h1", Name: "李明", SSNMasked: "4101**********2015"}, nil
@@ -227,6 +240,12 @@ func TestBodies(t *testing.T) {
 		"fail/report-loss-body":   {"/wallet/v1/report-loss", `{"x":1}`, false, 400, "invalid_request"},
 		"ok/presentation-code":    {"/wallet/v1/presentation-codes", `{}`, false, 201, ""},
 		"fail/deny-unknown-field": {"/wallet/v1/qr/deny", `{"txn":"t","why":"x"}`, false, 400, "invalid_request"},
+		"ok/bind-device":          {"/wallet/v1/devices", `{"card_number":"A12345678","pin":"258147"}`, true, 201, ""},
+		"fail/bind-wrong-pin":     {"/wallet/v1/devices", `{"card_number":"A12345678","pin":"000000"}`, true, 401, "auth_failed"},
+		"fail/bind-without-jwk":   {"/wallet/v1/devices", `{"card_number":"A12345678","pin":"258147"}`, false, 401, "invalid_proof"},
+		"ok/unbind":               {"/wallet/v1/devices/unbind", `{"device_id":"d1"}`, false, 200, ""},
+		"fail/unbind-unknown":     {"/wallet/v1/devices/unbind", `{"device_id":"zz"}`, false, 404, "not_found"},
+		"fail/unbind-no-id":       {"/wallet/v1/devices/unbind", `{}`, false, 400, "invalid_request"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -146,3 +146,18 @@ func (c *Client) Notices(ctx context.Context) ([]wallet.Notice, error) {
 func (c *Client) NotMe(ctx context.Context, sid string) error {
 	return c.do(ctx, "/wallet/v1/notices/not-me", wallet.NotMeRequest{SID: sid}, nil, false)
 }
+
+// BindDevice binds this (new) device to the holder's live e-card.
+func (c *Client) BindDevice(ctx context.Context, cardNumber, pin string) (ecardID, deviceID string, err error) {
+	var out struct {
+		ECardID  string `json:"ecard_id"`
+		DeviceID string `json:"device_id"`
+	}
+	err = c.do(ctx, "/wallet/v1/devices", wallet.BindRequest{CardNumber: cardNumber, PIN: pin}, &out, true)
+	return out.ECardID, out.DeviceID, err
+}
+
+// UnbindDevice unbinds one of the holder's devices (e.g. a lost phone).
+func (c *Client) UnbindDevice(ctx context.Context, deviceID string) error {
+	return c.do(ctx, "/wallet/v1/devices/unbind", wallet.UnbindRequest{DeviceID: deviceID}, nil, false)
+}
