@@ -20,7 +20,7 @@ run: build
 ## test: the whole suite. Backend tests read ESSC_TEST_REDIS_URL / ESSC_TEST_DATABASE_URL (set by .ci/run).
 test:
 	$(GO) vet $(PKGS)
-	$(GO) test -count=1 -timeout 30m $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 	$(MAKE) fuzz-smoke
 
 test-short:

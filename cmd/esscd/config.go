@@ -61,6 +61,12 @@ type FileConfig struct {
 		TxnPerIPPerMinute int `yaml:"transactions_per_ip_per_minute"`
 	} `yaml:"qr"`
 
+	Wallet struct {
+		// AnonymousPerIPPer10Min bounds apply / PIN-change / bind requests
+		// per source IP (PIN spraying); default 60.
+		AnonymousPerIPPer10Min int `yaml:"anonymous_per_ip_per_10min"`
+	} `yaml:"wallet"`
+
 	Liveness struct {
 		Verifier   string `yaml:"verifier"` // "none" | "development"
 		DevKeyFile string `yaml:"development_key_file"`
@@ -89,6 +95,7 @@ func defaults() FileConfig {
 	c.Keys.CheckInterval = time.Hour
 	c.Liveness.Verifier = "none"
 	c.QR.TxnPerIPPerMinute = 60
+	c.Wallet.AnonymousPerIPPer10Min = 60
 	c.HTTP.ShutdownTimeout = 15 * time.Second
 	c.Observability.LogLevel = "info"
 	return c
@@ -199,6 +206,9 @@ func (c *FileConfig) Validate() error {
 	}
 	if c.QR.TxnPerIPPerMinute <= 0 {
 		bad("qr.transactions_per_ip_per_minute: must be positive")
+	}
+	if c.Wallet.AnonymousPerIPPer10Min <= 0 {
+		bad("wallet.anonymous_per_ip_per_10min: must be positive")
 	}
 	if c.Keys.CheckInterval <= 0 {
 		bad("keys.check_interval: must be positive")

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/essc-project/essc/idp/card"
@@ -78,6 +80,7 @@ type Notices interface {
 type Store interface {
 	storage.ReplayCache
 	storage.OnceStore
+	storage.RateLimiter
 }
 
 // KeySource signs e-card credentials (signing.KeySet implements it).
@@ -111,8 +114,14 @@ type Config struct {
 	// CredentialTTL of e-card credentials; default 365 days.
 	CredentialTTL time.Duration
 	MaxBody       int64 // default 16 KiB
-	Now           func() time.Time
-	Logger        *slog.Logger
+	// AnonymousPerIP bounds apply, PIN-change and bind requests per client
+	// IP per 10 minutes (PIN spraying from one source); default 60.
+	AnonymousPerIP int
+	// ClientIP extracts the caller's address (trusted-proxy aware); default
+	// the host of RemoteAddr.
+	ClientIP func(*http.Request) string
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // Handler serves /wallet/v1 (the e-card app API) and /verify/v1 (counter
@@ -137,6 +146,18 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 16 << 10
+	}
+	if cfg.AnonymousPerIP <= 0 {
+		cfg.AnonymousPerIP = 60
+	}
+	if cfg.ClientIP == nil {
+		cfg.ClientIP = func(r *http.Request) string {
+			host, _, err := net.SplitHostPort(r.RemoteAddr)
+			if err != nil {
+				return r.RemoteAddr
+			}
+			return host
+		}
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, now: cfg.Now}
 	if h.log == nil {
@@ -260,6 +281,18 @@ func (h *Handler) checkProof(ctx context.Context, r *http.Request, proof string,
 // device is not bound yet). The key is handed to the endpoint.
 func (h *Handler) anonymous(next func(w http.ResponseWriter, r *http.Request, key *signing.Key, jwk []byte, body []byte)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// Knowledge-factor endpoints: throttle per source before any work,
+		// so one address cannot spray PINs across many cards.
+		d, err := h.cfg.Store.Allow(r.Context(), "wallet:anon:"+h.cfg.ClientIP(r), h.cfg.AnonymousPerIP, 10*time.Minute)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		if !d.Allowed {
+			w.Header().Set("Retry-After", strconv.Itoa(int(d.RetryAfter/time.Second)+1))
+			h.fail(w, r, qrlogin.ErrRateLimited)
+			return
+		}
 		body, err := h.readBody(w, r)
 		if err != nil {
 			h.fail(w, r, err)

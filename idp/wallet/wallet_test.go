@@ -127,7 +127,7 @@ type env struct {
 	qr    *fakeQR
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, anonPerIP ...int) *env {
 	store, err := memory.New(memory.Config{
 		Lookup:     func(context.Context, string) (fosite.Client, error) { return nil, storage.ErrNotFound },
 		NewSession: func() fosite.Session { return &openid.DefaultSession{} }})
@@ -143,7 +143,7 @@ func newEnv(t testing.TB) *env {
 	e.srv = httptest.NewUnstartedServer(mux)
 	base := "http://" + e.srv.Listener.Addr().String()
 	h, err := wallet.New(wallet.Config{BaseURL: base, Issuer: base + "/gm", Cards: e.cards, QR: e.qr, Registry: e.reg,
-		Holders: e.hold, Store: store, Keys: keys{issuerKey}, MaxBody: 4096})
+		Holders: e.hold, Store: store, Keys: keys{issuerKey}, MaxBody: 4096, AnonymousPerIP: append(anonPerIP, 1000)[0]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,6 +273,21 @@ func TestBodies(t *testing.T) {
 	})
 	if e.qr.confirms != 1 {
 		t.Fatalf("QR confirmations %d, want exactly the one ok/confirm", e.qr.confirms)
+	}
+}
+
+// TestPINSprayThrottled: one source trying PINs on many cards through the
+// knowledge-factor endpoints is cut off after the per-IP budget.
+func TestPINSprayThrottled(t *testing.T) {
+	e := newEnv(t, 5)
+	codes := map[int]int{}
+	for i := range 8 {
+		body := `{"card_number":"A1234567` + string(rune('0'+i)) + `","old_pin":"123456","new_pin":"258147"}`
+		code, _ := e.send(t, "/wallet/v1/pin", body, e.proof(t, "/wallet/v1/pin", body, time.Now(), true))
+		codes[code]++
+	}
+	if codes[429] != 3 || codes[204] != 5 {
+		t.Fatalf("responses %v, want 5 served then 3 × 429", codes)
 	}
 }
 
