@@ -43,14 +43,7 @@ var demoCards = []demoCard{
 }
 
 // ssnFor completes a 17-digit prefix with its GB 11643 check character.
-func ssnFor(prefix17 string) string {
-	w := []int{7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2}
-	sum := 0
-	for i, r := range prefix17 {
-		sum += int(r-'0') * w[i]
-	}
-	return prefix17 + string("10X98765432"[sum%11])
-}
+func ssnFor(prefix17 string) string { return prefix17 + string(card.SSNCheckChar(prefix17)) }
 
 // demoClients are the seeded relying parties; secrets and keys go to DATA/demo.
 type demoPortal struct {

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -17,7 +14,6 @@ import (
 
 	"github.com/essc-project/essc/idp/wallet"
 	"github.com/essc-project/essc/idp/wallet/client"
-	"github.com/essc-project/essc/qrlogin"
 	"github.com/essc-project/essc/signing"
 )
 
@@ -70,51 +66,22 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	jar, _ := cookiejar.New(nil)
-	br := &http.Client{Jar: jar}
-	resp, err := br.Get(base + "/demo/login?profile=gm") // follows to the QR page
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	i := strings.Index(string(page), `data-base="`+qrlogin.Base)
-	if i < 0 {
-		t.Fatalf("no QR page: %d %s", resp.StatusCode, page)
-	}
-	rest := string(page)[i+len(`data-base="`):]
-	txnBase := base + rest[:strings.IndexByte(rest, '"')]
-	get := func(path string, out any) {
-		resp, err := br.Get(txnBase + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		json.NewDecoder(resp.Body).Decode(out)
-	}
-	var frame struct{ Payload string }
-	get("/frame", &frame)
-	view, err := app.Scan(ctx, frame.Payload)
+	br := startDemoLogin(t, base)
+	view, err := app.Scan(ctx, br.payload())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if view.RPName != "省网上办事大厅（演示）" {
 		t.Fatalf("phone shows %q", view.RPName)
 	}
-	var st struct{ Number int }
-	get("", &st)
-	if err := app.Confirm(ctx, view.Txn, st.Number, w.PIN); err != nil {
+	_, number := br.state()
+	if err := app.Confirm(ctx, view.Txn, number, w.PIN); err != nil {
 		t.Fatal(err)
 	}
-	resp, err = br.Post(txnBase+"/complete", "application/x-www-form-urlencoded", nil) // → /demo/callback
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := br.complete() // → /demo/callback
 	for _, want := range []string{"登录成功", "SM2SM3", "通过", "urn:essc:acr:pin"} {
 		if !strings.Contains(string(body), want) {
-			t.Fatalf("portal page lacks %q: %d\n%s", want, resp.StatusCode, body)
+			t.Fatalf("portal page lacks %q:\n%s", want, body)
 		}
 	}
 

@@ -33,16 +33,6 @@ import (
 	"github.com/essc-project/essc/storage/registrytest"
 )
 
-// testSSN completes a 17-digit prefix with its GB 11643 check character.
-func testSSN(prefix17 string) string {
-	w := []int{7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2}
-	sum := 0
-	for i, r := range prefix17 {
-		sum += int(r-'0') * w[i]
-	}
-	return prefix17 + string("10X98765432"[sum%11])
-}
-
 // stack is a wired esscd on a loopback listener.
 type stack struct {
 	a      *app
@@ -119,7 +109,7 @@ func newStack(t testing.TB, dbURL, redisURL string, edit ...func(*FileConfig)) *
 func (s *stack) issue(t testing.TB, prefix, number string) string {
 	t.Helper()
 	if _, err := s.a.cards.IssueCard(context.Background(), card.Actor{ID: "outlet-1"}, card.IssueRequest{
-		SSN: testSSN(prefix), Name: "李明", Number: number, Region: "410100",
+		SSN: ssnFor(prefix), Name: "李明", Number: number, Region: "410100",
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +122,7 @@ func (s *stack) phone(t testing.TB, prefix, number, pin string) *client.Client {
 	k, _ := signing.GenerateKey(signing.AlgSM2SM3)
 	c := &client.Client{Base: s.base, Key: k}
 	ctx := context.Background()
-	_, err := c.Apply(ctx, wallet.ApplyRequest{CardNumber: number, SSN: testSSN(prefix), Name: "李明", PIN: "123456"})
+	_, err := c.Apply(ctx, wallet.ApplyRequest{CardNumber: number, SSN: ssnFor(prefix), Name: "李明", PIN: "123456"})
 	var e *client.Error
 	if !errors.As(err, &e) || e.Code != "pin_change_required" {
 		t.Fatalf("fail/apply with the initial PIN: %v", err)
@@ -143,7 +133,7 @@ func (s *stack) phone(t testing.TB, prefix, number, pin string) *client.Client {
 	if err := c.ChangePIN(ctx, number, "123456", pin); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := c.Apply(ctx, wallet.ApplyRequest{CardNumber: number, SSN: testSSN(prefix), Name: "李明", PIN: pin})
+	resp, err := c.Apply(ctx, wallet.ApplyRequest{CardNumber: number, SSN: ssnFor(prefix), Name: "李明", PIN: pin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +420,7 @@ func runEndToEnd(t *testing.T, s *stack) {
 		t.Fatal(err)
 	}
 	counter := s.counterToken(t)
-	if code, id := redeem(t, s.base, counter, pc.Code); code != 200 || id["ssn_masked"] != "4101**********"+testSSN("41010519560315201")[14:] {
+	if code, id := redeem(t, s.base, counter, pc.Code); code != 200 || id["ssn_masked"] != "4101**********"+ssnFor("41010519560315201")[14:] {
 		t.Fatalf("presentation code: %d %v", code, id)
 	}
 	if code, _ := redeem(t, s.base, counter, pc.Code); code != 404 {

@@ -138,6 +138,138 @@ func TestBinaryLifecycle(t *testing.T) {
 	}
 }
 
+// buildBinaries builds the named commands into dir.
+func buildBinaries(t *testing.T, dir string, names ...string) {
+	for _, b := range names {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../"+b).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", b, err, out)
+		}
+	}
+}
+
+// proc is a running esscd process.
+type proc struct {
+	addr string
+	cmd  *exec.Cmd
+	logs *bytes.Buffer
+	done chan error
+}
+
+// startESSCD starts bin with args (plus --listen on a free port) and waits
+// until /readyz answers 200.
+func startESSCD(t *testing.T, bin string, env []string, args ...string) *proc {
+	p := &proc{addr: freeAddr(t), logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(bin, append(args, "--listen", p.addr)...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+		}
+	})
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + p.addr + "/readyz")
+		if err == nil && resp.StatusCode == 200 {
+			resp.Body.Close()
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("esscd never ready: %v\n%s", err, p.logs.String())
+		}
+	}
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (p *proc) stop(t *testing.T) {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("esscd exit: %v\n%s", err, p.logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("esscd did not exit after SIGTERM")
+	}
+}
+
+// ecardCLI runs the ecard binary as one phone against server.
+func ecardCLI(t *testing.T, dir, server string) func(args ...string) string {
+	return func(args ...string) string {
+		out, err := exec.Command(filepath.Join(dir, "ecard"), append([]string{"--home", filepath.Join(dir, "phone"), "--server", server}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ecard %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+}
+
+// demoBrowser is a browser at the demo portal: it starts a gm login and
+// follows the QR transaction.
+type demoBrowser struct {
+	t       *testing.T
+	c       *http.Client
+	txnBase string
+}
+
+func startDemoLogin(t *testing.T, base string) *demoBrowser {
+	jar, _ := cookiejar.New(nil)
+	b := &demoBrowser{t: t, c: &http.Client{Jar: jar}}
+	resp, err := b.c.Get(base + "/demo/login?profile=gm") // follows to the QR page
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	i := bytes.Index(page, []byte(`data-base="/qr/v1/transactions/`))
+	if i < 0 {
+		t.Fatalf("no QR page: %d %s", resp.StatusCode, page)
+	}
+	rest := page[i+len(`data-base="`):]
+	b.txnBase = base + string(rest[:bytes.IndexByte(rest, '"')])
+	return b
+}
+
+func (b *demoBrowser) getJSON(path string, out any) {
+	resp, err := b.c.Get(b.txnBase + path)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	json.NewDecoder(resp.Body).Decode(out)
+}
+
+func (b *demoBrowser) payload() string {
+	var f struct{ Payload string }
+	b.getJSON("/frame", &f)
+	return f.Payload
+}
+
+func (b *demoBrowser) state() (string, int) {
+	var st struct {
+		State  string
+		Number int
+	}
+	b.getJSON("", &st)
+	return st.State, st.Number
+}
+
+// complete posts the completion and returns the demo portal's page.
+func (b *demoBrowser) complete() []byte {
+	resp, err := b.c.Post(b.txnBase+"/complete", "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return body
+}
+
 // TestBinariesDemoLogin runs the built esscd binary with --demo on a temp
 // data dir, logs in through the demo portal with the built ecard binary as
 // the phone, and shuts the server down cleanly (the README's make run flow).
@@ -146,102 +278,28 @@ func TestBinariesDemoLogin(t *testing.T) {
 		t.Skip("builds and runs the binaries")
 	}
 	dir := t.TempDir()
-	for _, b := range []string{"esscd", "ecard"} {
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../"+b).CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", b, err, out)
-		}
-	}
-	data, addr := filepath.Join(dir, "data"), freeAddr(t)
-	base := "http://" + addr
-	var logs bytes.Buffer
-	srv := exec.Command(filepath.Join(dir, "esscd"), "--data", data, "--listen", addr, "--demo")
-	srv.Stderr = &logs
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Wait() }()
-	t.Cleanup(func() {
-		if srv.ProcessState == nil {
-			srv.Process.Kill()
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil && resp.StatusCode == 200 {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never ready: %v\n%s", err, logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	ecard := func(args ...string) string {
-		cmd := exec.Command(filepath.Join(dir, "ecard"), append([]string{"--home", filepath.Join(dir, "phone"), "--server", base}, args...)...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("ecard %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
+	buildBinaries(t, dir, "esscd", "ecard", "esscctl")
+	data := filepath.Join(dir, "data")
+	srv := startESSCD(t, filepath.Join(dir, "esscd"), nil, "--data", data, "--demo")
+	base := "http://" + srv.addr
+	ecard := ecardCLI(t, dir, base)
 	w := demoCards[0]
 	ecard("init")
 	ecard("apply", "--card", w.Number, "--ssn", ssnFor(w.SSNPrefix), "--name", w.Name, "--pin", w.PIN)
 
-	jar, _ := cookiejar.New(nil)
-	br := &http.Client{Jar: jar}
-	resp, err := br.Get(base + "/demo/login?profile=gm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	i := bytes.Index(page, []byte(`data-base="/qr/v1/transactions/`))
-	if i < 0 {
-		t.Fatalf("no QR page: %s", page)
-	}
-	rest := page[i+len(`data-base="`):]
-	txnBase := base + string(rest[:bytes.IndexByte(rest, '"')])
-	getJSON := func(path string, out any) {
-		resp, err := br.Get(txnBase + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		json.NewDecoder(resp.Body).Decode(out)
-	}
-	var frame struct{ Payload string }
-	getJSON("/frame", &frame)
-	if out := ecard("scan", frame.Payload); !strings.Contains(out, "省网上办事大厅（演示）") {
+	br := startDemoLogin(t, base)
+	if out := ecard("scan", br.payload()); !strings.Contains(out, "省网上办事大厅（演示）") {
 		t.Fatalf("scan output: %s", out)
 	}
-	var st struct{ Number int }
-	getJSON("", &st)
-	ecard("confirm", "--number", strconv.Itoa(st.Number), "--pin", w.PIN)
-	resp, err = br.Post(txnBase+"/complete", "application/x-www-form-urlencoded", nil)
-	if err != nil {
-		t.Fatal(err)
+	_, number := br.state()
+	ecard("confirm", "--number", strconv.Itoa(number), "--pin", w.PIN)
+	if body := br.complete(); !bytes.Contains(body, []byte("登录成功")) || !bytes.Contains(body, []byte("SM2SM3")) {
+		t.Fatalf("demo portal after login:\n%s", body)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !bytes.Contains(body, []byte("登录成功")) || !bytes.Contains(body, []byte("SM2SM3")) {
-		t.Fatalf("demo portal after login: %d\n%s", resp.StatusCode, body)
-	}
-	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("esscd exit: %v\n%s", err, logs.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("esscd did not exit after SIGTERM")
-	}
-	if !strings.Contains(logs.String(), "演示环境已启动") {
-		t.Fatalf("no walkthrough printed:\n%s", logs.String())
+	srv.stop(t)
+	logs := srv.logs.String()
+	if !strings.Contains(logs, "演示环境已启动") {
+		t.Fatalf("no walkthrough printed:\n%s", logs)
 	}
 	// The README's commands: the same apply line as the walkthrough, and the
 	// esscctl commands against the demo data.
@@ -250,16 +308,12 @@ func TestBinariesDemoLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	apply := fmt.Sprintf("bin/ecard apply --card %s --ssn %s --name %s --pin %s", w.Number, ssnFor(w.SSNPrefix), w.Name, w.PIN)
-	if !bytes.Contains(readme, []byte(apply)) || !strings.Contains(logs.String(), apply) {
+	if !bytes.Contains(readme, []byte(apply)) || !strings.Contains(logs, apply) {
 		t.Errorf("README and walkthrough disagree on %q", apply)
-	}
-	ctl := filepath.Join(dir, "esscctl")
-	if out, err := exec.Command("go", "build", "-o", ctl, "../esscctl").CombinedOutput(); err != nil {
-		t.Fatalf("build esscctl: %v\n%s", err, out)
 	}
 	db, keys := "sqlite://"+filepath.Join(data, "registry.db"), filepath.Join(data, "keys")
 	for _, args := range [][]string{{"cards", "show", w.Number}, {"audit", "verify"}} {
-		out, err := exec.Command(ctl, append(args, "--database", db, "--keys", keys)...).CombinedOutput()
+		out, err := exec.Command(filepath.Join(dir, "esscctl"), append(args, "--database", db, "--keys", keys)...).CombinedOutput()
 		if err != nil {
 			t.Errorf("esscctl %v: %v\n%s", args, err, out)
 		}
@@ -276,55 +330,24 @@ func TestTwoReplicaProcesses(t *testing.T) {
 		t.Skip("needs ESSC_TEST_REDIS_URL and ESSC_TEST_DATABASE_URL (and not -short)")
 	}
 	dir := t.TempDir()
-	for _, b := range []string{"esscd", "ecard"} {
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../"+b).CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", b, err, out)
-		}
-	}
+	buildBinaries(t, dir, "esscd", "ecard")
 	db, data := postgresSchema(t, d), filepath.Join(dir, "data")
 	prefix := fmt.Sprintf("essc-2r-%d:", time.Now().UnixNano())
+	defer cleanRedis(t, r, prefix)
 	lb, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	issuer := "http://" + lb.Addr().String()
-	start := func(name string) (string, *exec.Cmd, *bytes.Buffer, chan error) {
-		addr := freeAddr(t)
-		var logs bytes.Buffer
-		cmd := exec.Command(filepath.Join(dir, "esscd"), "--data", data, "--listen", addr, "--issuer", issuer,
-			"--database", db, "--redis", r, "--demo")
-		cmd.Env = append(os.Environ(), "ESSC_REDIS_PREFIX="+prefix)
-		cmd.Stderr = &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		t.Cleanup(func() {
-			if cmd.ProcessState == nil {
-				cmd.Process.Kill()
-			}
-		})
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			resp, err := http.Get("http://" + addr + "/readyz")
-			if err == nil && resp.StatusCode == 200 {
-				resp.Body.Close()
-				return addr, cmd, &logs, done
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never ready: %v\n%s", name, err, logs.String())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	addr1, cmd1, logs1, done1 := start("replica 1") // seeds the demo first
-	addr2, cmd2, logs2, done2 := start("replica 2")
+	args := []string{"--data", data, "--issuer", issuer, "--database", db, "--redis", r, "--demo"}
+	env := []string{"ESSC_REDIS_PREFIX=" + prefix}
+	r1 := startESSCD(t, filepath.Join(dir, "esscd"), env, args...) // seeds the demo first
+	r2 := startESSCD(t, filepath.Join(dir, "esscd"), env, args...)
 	var hits1, hits2 atomic.Int32
 	proxy := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
-		target := addr1
+		target := r1.addr
 		if strings.HasPrefix(pr.In.URL.Path, "/wallet/") {
-			target, _ = addr2, hits2.Add(1)
+			target, _ = r2.addr, hits2.Add(1)
 		} else {
 			hits1.Add(1)
 		}
@@ -335,76 +358,23 @@ func TestTwoReplicaProcesses(t *testing.T) {
 	go lbSrv.Serve(lb)
 	t.Cleanup(func() { lbSrv.Close() })
 
-	ecard := func(args ...string) string {
-		out, err := exec.Command(filepath.Join(dir, "ecard"), append([]string{"--home", filepath.Join(dir, "phone"), "--server", issuer}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ecard %v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
+	ecard := ecardCLI(t, dir, issuer)
 	w := demoCards[0]
 	ecard("init")
 	ecard("apply", "--card", w.Number, "--ssn", ssnFor(w.SSNPrefix), "--name", w.Name, "--pin", w.PIN)
-
-	jar, _ := cookiejar.New(nil)
-	br := &http.Client{Jar: jar}
-	resp, err := br.Get(issuer + "/demo/login?profile=gm")
-	if err != nil {
-		t.Fatal(err)
+	br := startDemoLogin(t, issuer)
+	ecard("scan", br.payload())
+	st, number := br.state()
+	if st != "scanned" {
+		t.Fatalf("replica 1 does not see replica 2's scan: %s", st)
 	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	i := bytes.Index(page, []byte(`data-base="/qr/v1/transactions/`))
-	if i < 0 {
-		t.Fatalf("no QR page: %s", page)
-	}
-	rest := page[i+len(`data-base="`):]
-	txnBase := issuer + string(rest[:bytes.IndexByte(rest, '"')])
-	var frame struct{ Payload string }
-	if resp, err := br.Get(txnBase + "/frame"); err == nil {
-		json.NewDecoder(resp.Body).Decode(&frame)
-		resp.Body.Close()
-	}
-	ecard("scan", frame.Payload)
-	var st struct {
-		State  string
-		Number int
-	}
-	if resp, err := br.Get(txnBase); err == nil {
-		json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
-	}
-	if st.State != "scanned" {
-		t.Fatalf("replica 1 does not see replica 2's scan: %+v", st)
-	}
-	ecard("confirm", "--number", strconv.Itoa(st.Number), "--pin", w.PIN)
-	resp, err = br.Post(txnBase+"/complete", "application/x-www-form-urlencoded", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !bytes.Contains(body, []byte("登录成功")) {
-		t.Fatalf("login across replicas failed: %d\n%s", resp.StatusCode, body)
+	ecard("confirm", "--number", strconv.Itoa(number), "--pin", w.PIN)
+	if body := br.complete(); !bytes.Contains(body, []byte("登录成功")) {
+		t.Fatalf("login across replicas failed:\n%s", body)
 	}
 	if hits1.Load() == 0 || hits2.Load() < 3 {
 		t.Fatalf("traffic not split: replica 1 %d, replica 2 %d", hits1.Load(), hits2.Load())
 	}
-	for _, p := range []struct {
-		cmd  *exec.Cmd
-		logs *bytes.Buffer
-		done chan error
-	}{{cmd1, logs1, done1}, {cmd2, logs2, done2}} {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-p.done:
-			if err != nil {
-				t.Fatalf("exit: %v\n%s", err, p.logs.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("no exit after SIGTERM")
-		}
-	}
-	// Drop this test's Redis keys.
-	cleanRedis(t, r, prefix)
+	r1.stop(t)
+	r2.stop(t)
 }

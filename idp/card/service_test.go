@@ -2,9 +2,6 @@ package card_test
 
 import (
 	"context"
-	crand "crypto/rand"
-	dbsql "database/sql"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -20,6 +17,7 @@ import (
 
 	"github.com/essc-project/essc/idp/card"
 	"github.com/essc-project/essc/storage"
+	"github.com/essc-project/essc/storage/registrytest"
 	essql "github.com/essc-project/essc/storage/sql"
 )
 
@@ -80,29 +78,7 @@ func backends(t *testing.T, fn func(t *testing.T, newEnv func(t *testing.T) *env
 	})
 }
 
-func pgSchema(t *testing.T, url string) string {
-	t.Helper()
-	admin, err := dbsql.Open("pgx", url)
-	if err != nil {
-		t.Fatalf("ESSC_TEST_DATABASE_URL: %v", err)
-	}
-	var b [6]byte
-	crand.Read(b[:])
-	schema := "essc_card_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		admin.Close()
-		t.Fatalf("ESSC_TEST_DATABASE_URL is set but unusable: %v", err)
-	}
-	t.Cleanup(func() {
-		admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
-		admin.Close()
-	})
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	return url + sep + "search_path=" + schema
-}
+func pgSchema(t *testing.T, url string) string { return registrytest.PostgresSchema(t, url) }
 
 func ssn(region, birth, seq string) string {
 	s := region + birth + seq
