@@ -114,8 +114,13 @@ func TestMigrateIdempotent(t *testing.T) {
 	url := "sqlite://" + filepath.Join(t.TempDir(), "m.db")
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	v, err := essql.Migrate(context.Background(), url, logger)
-	if err != nil || len(v) != 2 || v[0] != 1 || v[1] != 2 {
-		t.Fatalf("first Migrate = %v, %v (want every embedded migration, in order)", v, err)
+	if err != nil || len(v) < 2 {
+		t.Fatalf("first Migrate = %v, %v (want every embedded migration)", v, err)
+	}
+	for i, ver := range v {
+		if ver != i+1 {
+			t.Fatalf("first Migrate = %v: not 1..N in order", v)
+		}
 	}
 	v, err = essql.Migrate(context.Background(), url, logger)
 	if err != nil || len(v) != 0 {
