@@ -209,6 +209,7 @@ func (d *Dispatcher) Stop() {
 		cancel()
 	}
 	d.wg.Wait()
+	d.cfg.HTTPClient.CloseIdleConnections()
 }
 
 // DeliverOnce claims the agencies with pending events and delivers up to

@@ -23,12 +23,24 @@ import (
 
 // clock is the injected, movable test clock.
 type clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu      sync.Mutex
+	t       time.Time
+	running time.Time // non-zero: Now advances with real time from here
 }
 
-func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.running.IsZero() {
+		return c.t.Add(time.Since(c.running))
+	}
+	return c.t
+}
+
+func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t, c.running = t, time.Time{}; c.mu.Unlock() }
+
+// Run lets the clock advance with real time (dispatcher backoff and leases).
+func (c *clock) Run() { c.mu.Lock(); c.running = time.Now(); c.mu.Unlock() }
 
 type env struct {
 	store     *essql.Store
