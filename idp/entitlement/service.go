@@ -188,7 +188,7 @@ type View struct {
 }
 
 func (s *Service) view(b storage.Beneficiary, now time.Time) View {
-	return View{ID: b.ID, SSN: b.SSN, SSNMasked: b.SSNMasked, Benefit: b.Benefit, Anchor: b.Anchor.In(CST()).Format(time.DateOnly),
+	return View{ID: b.ID, SSNMasked: b.SSNMasked, Benefit: b.Benefit, Anchor: b.Anchor.In(CST()).Format(time.DateOnly),
 		Status: Current(b, now), CertifiedAt: b.CertifiedAt, DueFrom: b.DueFrom, ValidUntil: b.ValidUntil, Method: b.Method,
 		Delegated: b.Act != "", TerminatedAt: b.TerminatedAt, TerminationReason: b.TerminationReason, Version: b.Version}
 }
@@ -374,6 +374,7 @@ func (s *Service) Batch(ctx context.Context, agency string, ssns []string) (foun
 	seen := make(map[string]bool, len(bs))
 	for i, b := range bs {
 		found[i] = s.view(b, now)
+		found[i].SSN = b.SSN // the caller's own input, echoed to match answers to questions
 		seen[b.SSN] = true
 	}
 	missing = []string{}
