@@ -120,6 +120,11 @@ type Approval struct {
 	// Browser is where the collecting browser was (region, IP, device type),
 	// set by Collect for the holder's login notices.
 	Browser string `json:"b,omitempty"`
+	// Txn and Evidence carry a face-level confirmation's transaction and
+	// liveness evidence to the completion, where a certification login
+	// records the eligibility check (the evidence is bound to Txn).
+	Txn      string `json:"x,omitempty"`
+	Evidence string `json:"ev,omitempty"`
 }
 
 // txnData is what qrlogin keeps in storage.QRTransaction.Data.

@@ -13,6 +13,7 @@ import (
 	"github.com/emmansun/gmsm/sm3"
 
 	"github.com/essc-project/essc/idp"
+	"github.com/essc-project/essc/idp/entitlement"
 	"github.com/essc-project/essc/idp/wallet"
 	"github.com/essc-project/essc/qrlogin"
 	"github.com/essc-project/essc/storage"
@@ -21,6 +22,9 @@ import (
 // This file adapts qrlogin (which never imports idp) to the provider: the
 // provider's LoginStep starts a QR transaction, and an approved transaction
 // is completed by the provider. The adapters are plain field copies.
+
+// purposeCertification is the registered purpose of the eligibility check.
+const purposeCertification = "pension_certification"
 
 // qrBridge implements idp.LoginStep and the qrlogin interfaces over the app.
 type qrBridge struct {
@@ -119,6 +123,16 @@ func loginRequest(q qrlogin.Request) idp.LoginRequest {
 
 func (b *qrBridge) Complete(w http.ResponseWriter, r *http.Request, req qrlogin.Request, ap qrlogin.Approval) {
 	b.a.metrics.logins.WithLabelValues("completed").Inc()
+	if ap.Purpose == purposeCertification && ap.ACR == qrlogin.ACRFace && b.a.entitlements != nil {
+		// The agency portal's certification login (method portal_qr).
+		certs, err := b.a.entitlements.Certify(r.Context(), entitlement.CertifyInput{HolderID: ap.HolderID, ECardID: ap.ECardID,
+			Method: entitlement.MethodPortalQR, ACR: ap.ACR, AMR: ap.AMR, Challenge: ap.Txn, LivenessEvidence: ap.Evidence})
+		if err != nil {
+			b.a.log.WarnContext(r.Context(), "certification at login not recorded", "err", err)
+		} else {
+			b.a.log.InfoContext(r.Context(), "certified at login", "entitlements", len(certs))
+		}
+	}
 	b.a.prov.Complete(w, r, req.Pending, idp.Authentication{
 		HolderID: ap.HolderID, ECardID: ap.ECardID, ACR: ap.ACR, AMR: ap.AMR, AuthTime: ap.AuthTime,
 		Purpose: ap.Purpose, Consented: ap.Consented, Browser: ap.Browser,

@@ -20,7 +20,9 @@ import (
 	"github.com/essc-project/essc/idp"
 	"github.com/essc-project/essc/idp/admin"
 	"github.com/essc-project/essc/idp/card"
+	"github.com/essc-project/essc/idp/entitlement"
 	"github.com/essc-project/essc/idp/secret"
+	"github.com/essc-project/essc/idp/wallet"
 	"github.com/essc-project/essc/signing"
 	"github.com/essc-project/essc/storage"
 	"github.com/essc-project/essc/storage/memory"
@@ -42,9 +44,12 @@ type app struct {
 	cards    *card.Service
 	prov     *idp.Provider
 	qr       *qrBridge
-	trusted  []*net.IPNet // proxies whose X-Forwarded-For is believed
-	handler  http.Handler
-	closers  []func() error
+	// entitlements is the eligibility-check service (certification hooks).
+	entitlements *entitlement.Service
+	live         *wallet.LivenessVerifier // memoised liveness verifier (nil pointer: not built yet)
+	trusted      []*net.IPNet             // proxies whose X-Forwarded-For is believed
+	handler      http.Handler
+	closers      []func() error
 	// workers run until the server's context ends (outbox consumers, key rotation).
 	workers []func(ctx context.Context)
 }
@@ -235,6 +240,9 @@ func (a *app) redisClient() (goredis.UniversalClient, error) {
 func (a *app) mount(mux *http.ServeMux) error {
 	a.prov.Mount(mux)
 	a.qr.h.Mount(mux)
+	if err := a.mountEntitlement(mux); err != nil { // before the wallet: it certifies through it
+		return err
+	}
 	if err := a.mountWallet(mux); err != nil {
 		return err
 	}

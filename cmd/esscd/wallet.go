@@ -21,7 +21,7 @@ func (a *app) mountWallet(mux *http.ServeMux) error {
 	}
 	w, err := wallet.New(wallet.Config{
 		BaseURL: a.cfg.Issuer, Issuer: a.prov.Issuer(idp.ProfileGM), Cards: a.cards, QR: a.qr.qr,
-		Registry: a.reg, Holders: a.qr, Notices: a.qr, Store: a.sessions, Keys: a.keys.Set(), Liveness: live,
+		Registry: a.reg, Holders: a.qr, Notices: a.qr, Certifier: a.entitlements, Store: a.sessions, Keys: a.keys.Set(), Liveness: live,
 		AnonymousPerIP: a.cfg.Wallet.AnonymousPerIPPer10Min, ClientIP: a.clientIP,
 		Now: a.now, Logger: a.log,
 	})
@@ -42,6 +42,17 @@ func (a *app) mountWallet(mux *http.ServeMux) error {
 // development verifier (never in production: Validate refuses it). Its test
 // key is a PKCS#8 PEM file; in demo mode one is generated under DATA/demo.
 func (a *app) livenessVerifier() (wallet.LivenessVerifier, error) {
+	if a.live != nil {
+		return *a.live, nil
+	}
+	v, err := a.buildLiveness()
+	if err == nil {
+		a.live = &v
+	}
+	return v, err
+}
+
+func (a *app) buildLiveness() (wallet.LivenessVerifier, error) {
 	if a.cfg.Liveness.Verifier != "development" {
 		return nil, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/essc-project/essc/idp/card"
+	"github.com/essc-project/essc/idp/entitlement"
 	"github.com/essc-project/essc/qrlogin"
 	"github.com/essc-project/essc/storage"
 )
@@ -67,6 +68,14 @@ func wire(err error) (int, errBody) {
 		return 401, m{"liveness_failed", "刷脸认证未通过"}
 	case errors.Is(err, errNoSuchSignIn):
 		return 404, m{"not_found", "该登录记录不存在或已结束"}
+	case errors.Is(err, entitlement.ErrNotFaceLevel), errors.Is(err, entitlement.ErrLiveness):
+		return 401, m{"liveness_failed", "刷脸认证未通过"}
+	case errors.Is(err, entitlement.ErrCardNotLive):
+		return 403, m{"card_inactive", "社保卡或电子社保卡状态异常，请到服务网点办理"}
+	case errors.Is(err, entitlement.ErrNothingToCertify):
+		return 404, m{"nothing_to_certify", "您当前没有需要认证的待遇"}
+	case errors.Is(err, entitlement.ErrUnavailable):
+		return 503, m{"temporarily_unavailable", "服务暂时不可用，请稍后再试"}
 	case errors.Is(err, errCodeUsed):
 		return 404, m{"code_invalid", "展码无效或已使用"}
 	case errors.Is(err, errUnauthenticated):

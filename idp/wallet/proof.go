@@ -46,16 +46,26 @@ func BodyHash(body []byte) string {
 // public key travels in the header (apply, first PIN change); otherwise the
 // kid names the bound device by its key thumbprint.
 func SignProof(key *signing.Key, method, url string, body []byte, now time.Time, embedJWK bool) (string, error) {
+	return SignProofJTI(key, method, url, body, now, embedJWK, NewJTI())
+}
+
+// NewJTI returns a fresh random proof id (128 bits, base64url).
+func NewJTI() string {
+	var b [16]byte
+	if _, err := randRead(b[:]); err != nil {
+		panic(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// SignProofJTI is SignProof with a chosen jti, for a body that must refer to
+// its own proof (liveness evidence bound to the request: /wallet/v1/certify).
+func SignProofJTI(key *signing.Key, method, url string, body []byte, now time.Time, embedJWK bool, jti string) (string, error) {
 	hdr := map[string]any{"typ": ProofType}
 	if embedJWK {
 		hdr["jwk"] = key.PublicJWK()
 	}
-	var jti [16]byte
-	if _, err := randRead(jti[:]); err != nil {
-		return "", err
-	}
-	payload, err := json.Marshal(ProofClaims{HTM: method, HTU: url, IAT: now.Unix(),
-		JTI: base64.RawURLEncoding.EncodeToString(jti[:]), BH: BodyHash(body)})
+	payload, err := json.Marshal(ProofClaims{HTM: method, HTU: url, IAT: now.Unix(), JTI: jti, BH: BodyHash(body)})
 	if err != nil {
 		return "", err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/essc-project/essc/idp/card"
+	"github.com/essc-project/essc/idp/entitlement"
 	"github.com/essc-project/essc/qrlogin"
 	"github.com/essc-project/essc/signing"
 	"github.com/essc-project/essc/storage"
@@ -76,6 +77,11 @@ type Notices interface {
 	NotMe(ctx context.Context, holderID, sid string) error
 }
 
+// Certifier is the entitlement service's certification (*entitlement.Service).
+type Certifier interface {
+	Certify(ctx context.Context, in entitlement.CertifyInput) ([]entitlement.Certification, error)
+}
+
 // Store is the short-lived state the wallet needs (storage.Sessions has it).
 type Store interface {
 	storage.ReplayCache
@@ -104,9 +110,12 @@ type Config struct {
 	Registry Registry
 	Holders  HolderCheck
 	Notices  Notices // optional: without it the notice endpoints are not mounted
-	Store    Store
-	Keys     KeySource
-	Liveness LivenessVerifier // nil: face-level confirmations are refused
+	// Certifier runs the pensioners' eligibility check (optional: without
+	// it /wallet/v1/certify is not mounted).
+	Certifier Certifier
+	Store     Store
+	Keys      KeySource
+	Liveness  LivenessVerifier // nil: face-level confirmations are refused
 	// Issuer is the gm profile issuer named in e-card credentials.
 	Issuer string
 	// ProofSkew bounds |now - iat| of proofs; default 60 s.
@@ -193,6 +202,9 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /wallet/v1/qr/deny", h.device(h.deny))
 	mux.HandleFunc("POST /wallet/v1/report-loss", h.device(h.reportLoss))
 	mux.HandleFunc("POST /wallet/v1/presentation-codes", h.device(h.presentationCode))
+	if h.cfg.Certifier != nil {
+		mux.HandleFunc("POST /wallet/v1/certify", h.device(h.certify))
+	}
 	if h.cfg.Notices != nil {
 		mux.HandleFunc("POST /wallet/v1/notices", h.device(h.notices))
 		mux.HandleFunc("POST /wallet/v1/notices/not-me", h.device(h.notMe))
@@ -233,6 +245,7 @@ func (h *Handler) notMe(w http.ResponseWriter, r *http.Request, c caller) {
 
 // caller is an authenticated wallet request.
 type caller struct {
+	JTI    string // the proof's single-use id (a fresh server-checked challenge)
 	Device storage.Device
 	ECard  storage.ECard
 	Card   storage.Card
@@ -262,19 +275,19 @@ func (h *Handler) readBodyLimit(w http.ResponseWriter, r *http.Request, limit in
 }
 
 // checkProof verifies the proof with key and records its jti (single use).
-func (h *Handler) checkProof(ctx context.Context, r *http.Request, proof string, key *signing.Key, body []byte) error {
+func (h *Handler) checkProof(ctx context.Context, r *http.Request, proof string, key *signing.Key, body []byte) (ProofClaims, error) {
 	c, err := verifyProof(proof, key, r.Method, h.cfg.BaseURL+r.URL.Path, body, h.now(), h.cfg.ProofSkew)
 	if err != nil {
-		return err
+		return c, err
 	}
 	first, err := h.cfg.Store.Seen(ctx, "wallet-proof", jtiKey(key.Thumbprint(), c.JTI), 2*h.cfg.ProofSkew+time.Minute)
 	if err != nil {
-		return err
+		return c, err
 	}
 	if !first {
-		return fmt.Errorf("%w: replayed jti", ErrBadProof)
+		return c, fmt.Errorf("%w: replayed jti", ErrBadProof)
 	}
-	return nil
+	return c, nil
 }
 
 // anonymous authenticates a request whose proof embeds the device JWK (the
@@ -313,7 +326,7 @@ func (h *Handler) anonymous(next func(w http.ResponseWriter, r *http.Request, ke
 			h.fail(w, r, fmt.Errorf("%w: device key must be an SM2 JWK", ErrBadProof))
 			return
 		}
-		if err := h.checkProof(r.Context(), r, proof, key, body); err != nil {
+		if _, err := h.checkProof(r.Context(), r, proof, key, body); err != nil {
 			h.fail(w, r, err)
 			return
 		}
@@ -355,7 +368,8 @@ func (h *Handler) device(next func(w http.ResponseWriter, r *http.Request, c cal
 			h.fail(w, r, fmt.Errorf("wallet: stored device key unreadable: %w", err))
 			return
 		}
-		if err := h.checkProof(ctx, r, proof, key, body); err != nil {
+		claims, err := h.checkProof(ctx, r, proof, key, body)
+		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
@@ -373,7 +387,7 @@ func (h *Handler) device(next func(w http.ResponseWriter, r *http.Request, c cal
 			h.fail(w, r, err)
 			return
 		}
-		next(w, r, caller{Device: dev, ECard: e, Card: c, Key: key, Body: body})
+		next(w, r, caller{JTI: claims.JTI, Device: dev, ECard: e, Card: c, Key: key, Body: body})
 	}
 }
 
@@ -527,6 +541,38 @@ func (h *Handler) unbindDevice(w http.ResponseWriter, r *http.Request, c caller)
 	writeJSON(w, http.StatusOK, map[string]string{"status": "unbound"})
 }
 
+// CertifyRequest is the body of POST /wallet/v1/certify: face-liveness
+// evidence whose challenge is this request's proof jti (fresh, single use).
+type CertifyRequest struct {
+	Liveness string `json:"liveness"`
+}
+
+// certify is the annual eligibility check in the app (method "app"): the
+// holder's own face-level confirmation certifies every open entitlement.
+func (h *Handler) certify(w http.ResponseWriter, r *http.Request, c caller) {
+	var req CertifyRequest
+	if err := decode(c.Body, &req); err != nil || req.Liveness == "" {
+		h.fail(w, r, fmt.Errorf("%w: liveness", errBadRequest))
+		return
+	}
+	certs, err := h.cfg.Certifier.Certify(r.Context(), entitlement.CertifyInput{HolderID: c.ECard.HolderID, ECardID: c.ECard.ID,
+		Method: entitlement.MethodApp, ACR: qrlogin.ACRFace, AMR: []string{"hwk", "face"}, Challenge: c.JTI, LivenessEvidence: req.Liveness})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	type out struct {
+		Benefit    string    `json:"benefit"`
+		AgencyID   string    `json:"agency_id"`
+		ValidUntil time.Time `json:"valid_until"`
+	}
+	res := make([]out, len(certs))
+	for i, ct := range certs {
+		res[i] = out{Benefit: ct.Benefit, AgencyID: ct.AgencyID, ValidUntil: ct.ValidUntil}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"certifications": res})
+}
+
 // ScanRequest is the body of POST /wallet/v1/qr/scan: a payload or a code.
 type ScanRequest struct {
 	Payload string `json:"payload,omitempty"`
@@ -593,7 +639,9 @@ func (h *Handler) confirm(w http.ResponseWriter, r *http.Request, c caller) {
 			h.fail(w, r, fmt.Errorf("%w: %w", errLivenessFailed, err))
 			return
 		}
-		a = qrlogin.Approval{ACR: qrlogin.ACRFace, AMR: []string{"hwk", "face"}}
+		// The evidence travels with the approval so a certification login
+		// (purpose pension_certification) can be recorded on completion.
+		a = qrlogin.Approval{ACR: qrlogin.ACRFace, AMR: []string{"hwk", "face"}, Txn: req.Txn, Evidence: req.Liveness}
 	default:
 		h.fail(w, r, fmt.Errorf("%w: give pin or liveness", errBadRequest))
 		return

@@ -36,8 +36,22 @@ type Error struct {
 func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
 
 // do sends one proof-carrying request. embedJWK puts the device JWK in the
-// proof (apply, PIN change before a device is bound).
+// proof (apply, PIN change and binding before a device is bound).
 func (c *Client) do(ctx context.Context, path string, in, out any, embedJWK bool) error {
+	return c.send(ctx, path, wallet.NewJTI(), in, out, embedJWK)
+}
+
+// doWith builds the body from the proof's jti (a body bound to its request).
+func (c *Client) doWith(ctx context.Context, path string, mk func(jti string) (any, error), out any) error {
+	jti := wallet.NewJTI()
+	in, err := mk(jti)
+	if err != nil {
+		return err
+	}
+	return c.send(ctx, path, jti, in, out, false)
+}
+
+func (c *Client) send(ctx context.Context, path, jti string, in, out any, embedJWK bool) error {
 	body := []byte("{}")
 	if in != nil {
 		var err error
@@ -50,7 +64,7 @@ func (c *Client) do(ctx context.Context, path string, in, out any, embedJWK bool
 	if c.Now != nil {
 		now = c.Now
 	}
-	proof, err := wallet.SignProof(c.Key, http.MethodPost, url, body, now(), embedJWK)
+	proof, err := wallet.SignProofJTI(c.Key, http.MethodPost, url, body, now(), embedJWK, jti)
 	if err != nil {
 		return err
 	}
@@ -160,4 +174,15 @@ func (c *Client) BindDevice(ctx context.Context, cardNumber, pin string) (ecardI
 // UnbindDevice unbinds one of the holder's devices (e.g. a lost phone).
 func (c *Client) UnbindDevice(ctx context.Context, deviceID string) error {
 	return c.do(ctx, "/wallet/v1/devices/unbind", wallet.UnbindRequest{DeviceID: deviceID}, nil, false)
+}
+
+// Certify runs the eligibility check in the app with liveness evidence made
+// by evidence(challenge) — the challenge is this request's proof jti.
+func (c *Client) Certify(ctx context.Context, evidence func(challenge string) (string, error)) (json.RawMessage, error) {
+	var out json.RawMessage
+	err := c.doWith(ctx, "/wallet/v1/certify", func(jti string) (any, error) {
+		ev, err := evidence(jti)
+		return wallet.CertifyRequest{Liveness: ev}, err
+	}, &out)
+	return out, err
 }

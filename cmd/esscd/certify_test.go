@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/essc-project/essc/idp/admin"
+	"github.com/essc-project/essc/idp/card"
+	"github.com/essc-project/essc/idp/entitlement"
+	"github.com/essc-project/essc/idp/secret"
+	"github.com/essc-project/essc/idp/wallet"
+	"github.com/essc-project/essc/idp/wallet/client"
+	"github.com/essc-project/essc/qrlogin"
+)
+
+// agency registers an intl agency client and returns a bearer token.
+func (s *stack) agency(t *testing.T) string {
+	clients, _ := admin.NewClients(s.a.reg, secret.Hasher{Key: s.a.secrets.ClientSecretKey}, s.a.now)
+	_, sec, err := clients.Create(context.Background(), card.Actor{ID: "test"}, admin.ClientSpec{
+		ID: "agency-1", Name: "市社保局", Domain: "agency.example.gov.cn", Profile: "intl",
+		AuthMethod: "client_secret_basic", GrantTypes: []string{"client_credentials"}, Scopes: []string{entitlement.ScopeManage},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", s.base+"/oauth2/token", strings.NewReader("grant_type=client_credentials&scope="+entitlement.ScopeManage))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("agency-1", sec)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	if tok.AccessToken == "" {
+		t.Fatalf("agency token: %d", resp.StatusCode)
+	}
+	return tok.AccessToken
+}
+
+func apiJSON(t *testing.T, method, u, token, body string, out any) int {
+	req, _ := http.NewRequest(method, u, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+// TestCertificationPaths: an agency registers a pensioner; a PIN-only login
+// never certifies; the app path (face, evidence bound to the proof) and the
+// agency portal's QR login (purpose pension_certification, face) both do,
+// through the wired server.
+func TestCertificationPaths(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	s := newStack(t, "", "")
+	ctx := context.Background()
+	const prefix = "41010219520308202"
+	number := s.issue(t, prefix, "P10000001")
+	app := s.phone(t, prefix, number, "369258")
+	token := s.agency(t)
+	var v entitlement.View
+	if code := apiJSON(t, "POST", s.base+"/entitlement/v1/beneficiaries", token,
+		`{"ssn":"`+ssnFor(prefix)+`","benefit":"enterprise_pension","anchor":"2025-12-01"}`, &v); code != 201 || v.ID == "" {
+		t.Fatalf("register: %d %+v", code, v)
+	}
+	status := func() entitlement.View {
+		var got entitlement.View
+		if code := apiJSON(t, "GET", s.base+"/entitlement/v1/beneficiaries/"+v.ID, token, "", &got); code != 200 {
+			t.Fatalf("status %d", code)
+		}
+		return got
+	}
+	initial := status() // the anchor stands for the last certification before essc
+	if initial.Method != "" {
+		t.Fatalf("certified before any check: %+v", initial)
+	}
+
+	// A PIN-level login with the certification purpose does not certify.
+	b := s.browser(t)
+	b.authorize(url.Values{"purpose": {"pension_certification"}})
+	sv, err := app.Scan(ctx, b.payload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Confirm(ctx, sv.Txn, b.number(), "369258"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.complete(); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(); st.Method != "" || !st.CertifiedAt.Equal(initial.CertifiedAt) {
+		t.Fatalf("fail/a PIN login certified: %+v", st)
+	}
+
+	// App path with forged evidence, then with the development test key.
+	ecardID := ecardOf(t, s, number)
+	var e *client.Error
+	if _, err := app.Certify(ctx, func(ch string) (string, error) {
+		return wallet.SignDevLiveness(app.Key, ecardID, ch, time.Now())
+	}); !errors.As(err, &e) || e.Code != "liveness_failed" {
+		t.Fatalf("fail/forged evidence: %v", err)
+	}
+	if _, err := app.Certify(ctx, func(ch string) (string, error) {
+		return wallet.SignDevLiveness(s.devKey, ecardID, ch, time.Now())
+	}); err != nil {
+		t.Fatalf("app certification: %v", err)
+	}
+	first := status()
+	if !first.CertifiedAt.After(initial.CertifiedAt) || first.Method != entitlement.MethodApp || first.Status != "certified" {
+		t.Fatalf("after app certification: %+v", first)
+	}
+
+	// Portal path: the agency portal's face-level QR login certifies again.
+	b2 := s.browser(t)
+	b2.authorize(url.Values{"purpose": {"pension_certification"}, "acr_values": {qrlogin.ACRFace}})
+	sv2, err := app.Scan(ctx, b2.payload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, _ := wallet.SignDevLiveness(s.devKey, ecardID, sv2.Txn, time.Now())
+	if err := app.ConfirmFace(ctx, sv2.Txn, b2.number(), ev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b2.complete(); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(); st.Method != entitlement.MethodPortalQR || st.CertifiedAt.Before(first.CertifiedAt) {
+		t.Fatalf("after portal certification: %+v", st)
+	}
+	var att struct {
+		Attestation string `json:"attestation"`
+	}
+	if code := apiJSON(t, "GET", s.base+"/entitlement/v1/beneficiaries/"+v.ID+"/attestation", token, "", &att); code != 200 || att.Attestation == "" {
+		t.Fatalf("attestation: %d", code)
+	}
+}
