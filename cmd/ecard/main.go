@@ -60,6 +60,7 @@ commands:
   confirm --number N --dev-face KEY.pem  confirm with DEVELOPMENT liveness evidence signed by the test key
   deny [--txn T]                         refuse the login
   code                                   show a single-use presentation code (60 s)
+  certify --dev-face KEY.pem             annual eligibility check (待遇资格认证) with DEVELOPMENT liveness
   notices                                my sign-ins ("you logged in to X from Y")
   not-me SID                             "不是我": end a sign-in I do not recognise
   report-loss                            report the card lost
@@ -268,6 +269,26 @@ func (h *appHome) dispatch(ctx context.Context, cmd string, args []string, stdou
 			return err
 		}
 		fmt.Fprintf(stdout, "展码（%s 前有效，仅可使用一次）：%s\n", p.ExpiresAt.Local().Format("15:04:05"), p.Code)
+		return nil
+	case "certify":
+		if *devFace == "" {
+			return errors.New("certify: face liveness is needed; with the development verifier give --dev-face KEY.pem")
+		}
+		b, err := os.ReadFile(*devFace)
+		if err != nil {
+			return err
+		}
+		k, err := signing.ParsePKCS8PEM(b, nil)
+		if err != nil {
+			return err
+		}
+		out, err := c.Certify(ctx, func(challenge string) (string, error) {
+			return wallet.SignDevLiveness(k, h.st.ECardID, challenge, time.Now())
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "待遇资格认证完成：%s\n", out)
 		return nil
 	case "notices":
 		ns, err := c.Notices(ctx)
