@@ -57,6 +57,8 @@ type Beneficiary struct {
 	Method      string // method of the last certification ("" for the anchor)
 	Act         string // delegate of the last certification, "" if the holder
 	// Attestation is the last attestation JWT issued for this beneficiary.
+	// Only the point read Beneficiary fills it (list reads leave it empty to
+	// stay narrow); writes store it when non-empty and never clear it.
 	Attestation       string
 	TerminatedAt      time.Time
 	TerminationReason string

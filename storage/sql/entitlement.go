@@ -25,13 +25,13 @@ var (
 )
 
 const benCols = `id, agency_id, ssn_masked, holder_id, benefit, anchor, status, certified_at, due_from, valid_until,
-	method, act, attestation, terminated_at, termination_reason, version, created_at, updated_at`
+	method, act, terminated_at, termination_reason, version, created_at, updated_at`
 
 func scanBeneficiary(row interface{ Scan(...any) error }, extra ...any) (storage.Beneficiary, error) {
 	var b storage.Beneficiary
 	var anchor, cert, due, valid, term, created, updated int64
 	dest := []any{&b.ID, &b.AgencyID, &b.SSNMasked, &b.HolderID, &b.Benefit, &anchor, &b.Status, &cert, &due, &valid,
-		&b.Method, &b.Act, &b.Attestation, &term, &b.TerminationReason, &b.Version, &created, &updated}
+		&b.Method, &b.Act, &term, &b.TerminationReason, &b.Version, &created, &updated}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return b, err
 	}
@@ -62,11 +62,15 @@ func (s *Store) EntitlementTx(ctx context.Context, fn func(tx storage.Entitlemen
 	return s.Tx(ctx, func(tx storage.RegistryTx) error { return fn(tx.(*q)) })
 }
 
-// Beneficiary implements storage.EntitlementReader.
+// Beneficiary implements storage.EntitlementReader (with the attestation).
 func (r *q) Beneficiary(ctx context.Context, agencyID, id string) (storage.Beneficiary, error) {
 	b, err := scanBeneficiary(r.queryRow(ctx, `SELECT `+benCols+` FROM beneficiaries WHERE id = ? AND agency_id = ?`, id, agencyID))
 	if err != nil {
 		return b, fmt.Errorf("sql: beneficiary: %w", r.s.mapErr(err))
+	}
+	err = r.queryRow(ctx, `SELECT attestation FROM beneficiary_attestations WHERE beneficiary_id = ?`, id).Scan(&b.Attestation)
+	if err != nil && !errors.Is(err, dbsql.ErrNoRows) {
+		return b, fmt.Errorf("sql: beneficiary attestation: %w", r.s.mapErr(err))
 	}
 	return b, nil
 }
@@ -89,13 +93,16 @@ func (r *q) CreateBeneficiary(ctx context.Context, b storage.Beneficiary) (stora
 	now := r.nowMicros()
 	b.Version, b.CreatedAt, b.UpdatedAt = 1, fromMicros(now), fromMicros(now)
 	_, err := r.exec(ctx, `INSERT INTO beneficiaries (id, agency_id, ssn_index, ssn_masked, holder_id, benefit, anchor, status,
-		certified_at, due_from, valid_until, method, act, attestation, terminated_at, termination_reason, version, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		certified_at, due_from, valid_until, method, act, terminated_at, termination_reason, version, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		b.ID, b.AgencyID, r.s.blindIndex(b.SSN), b.SSNMasked, b.HolderID, b.Benefit, micros(b.Anchor), string(b.Status),
-		micros(b.CertifiedAt), micros(b.DueFrom), micros(b.ValidUntil), b.Method, b.Act, b.Attestation,
+		micros(b.CertifiedAt), micros(b.DueFrom), micros(b.ValidUntil), b.Method, b.Act,
 		micros(b.TerminatedAt), b.TerminationReason, b.Version, now, now)
 	if err != nil {
 		return storage.Beneficiary{}, fmt.Errorf("sql: create beneficiary: %w", err)
+	}
+	if err := r.putAttestation(ctx, b.ID, b.Attestation); err != nil {
+		return storage.Beneficiary{}, err
 	}
 	if _, err := r.exec(ctx, `INSERT INTO webhook_state (agency_id) VALUES (?) ON CONFLICT (agency_id) DO NOTHING`, b.AgencyID); err != nil {
 		return storage.Beneficiary{}, fmt.Errorf("sql: webhook state: %w", err)
@@ -107,10 +114,10 @@ func (r *q) CreateBeneficiary(ctx context.Context, b storage.Beneficiary) (stora
 func (r *q) UpdateBeneficiary(ctx context.Context, b storage.Beneficiary) (storage.Beneficiary, error) {
 	now := r.nowMicros()
 	res, err := r.exec(ctx, `UPDATE beneficiaries SET holder_id = ?, benefit = ?, anchor = ?, status = ?, certified_at = ?,
-		due_from = ?, valid_until = ?, method = ?, act = ?, attestation = ?, terminated_at = ?, termination_reason = ?,
+		due_from = ?, valid_until = ?, method = ?, act = ?, terminated_at = ?, termination_reason = ?,
 		version = version + 1, updated_at = ? WHERE id = ? AND agency_id = ? AND version = ?`,
 		b.HolderID, b.Benefit, micros(b.Anchor), string(b.Status), micros(b.CertifiedAt), micros(b.DueFrom),
-		micros(b.ValidUntil), b.Method, b.Act, b.Attestation, micros(b.TerminatedAt), b.TerminationReason,
+		micros(b.ValidUntil), b.Method, b.Act, micros(b.TerminatedAt), b.TerminationReason,
 		now, b.ID, b.AgencyID, b.Version)
 	if err != nil {
 		return storage.Beneficiary{}, fmt.Errorf("sql: update beneficiary: %w", err)
@@ -125,6 +132,9 @@ func (r *q) UpdateBeneficiary(ctx context.Context, b storage.Beneficiary) (stora
 		}
 		return storage.Beneficiary{}, fmt.Errorf("sql: beneficiary %s: %w", b.ID, storage.ErrConflict)
 	}
+	if err := r.putAttestation(ctx, b.ID, b.Attestation); err != nil {
+		return storage.Beneficiary{}, err
+	}
 	b.Version++
 	b.UpdatedAt = fromMicros(now)
 	return b, nil
@@ -134,6 +144,20 @@ func (r *q) UpdateBeneficiary(ctx context.Context, b storage.Beneficiary) (stora
 func (r *q) DeleteBeneficiary(ctx context.Context, agencyID, id string) error {
 	if err := r.execOne(ctx, `DELETE FROM beneficiaries WHERE id = ? AND agency_id = ?`, id, agencyID); err != nil {
 		return fmt.Errorf("sql: delete beneficiary: %w", err)
+	}
+	_, err := r.exec(ctx, `DELETE FROM beneficiary_attestations WHERE beneficiary_id = ?`, id)
+	return err
+}
+
+// putAttestation stores a non-empty attestation beside the row (upsert).
+func (r *q) putAttestation(ctx context.Context, id, att string) error {
+	if att == "" {
+		return nil
+	}
+	_, err := r.exec(ctx, `INSERT INTO beneficiary_attestations (beneficiary_id, attestation) VALUES (?, ?)
+		ON CONFLICT (beneficiary_id) DO UPDATE SET attestation = excluded.attestation`, id, att)
+	if err != nil {
+		return fmt.Errorf("sql: beneficiary attestation: %w", err)
 	}
 	return nil
 }

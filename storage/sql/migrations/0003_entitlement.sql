@@ -16,7 +16,6 @@ CREATE TABLE beneficiaries (
     valid_until         BIGINT NOT NULL,
     method              TEXT NOT NULL DEFAULT '',
     act                 TEXT NOT NULL DEFAULT '',
-    attestation         TEXT NOT NULL DEFAULT '',
     terminated_at       BIGINT NOT NULL DEFAULT 0,
     termination_reason  TEXT NOT NULL DEFAULT '',
     version             BIGINT NOT NULL,
@@ -32,6 +31,13 @@ CREATE INDEX beneficiaries_agency_valid ON beneficiaries (agency_id, valid_until
 -- Sweeper: rows whose stored status is behind the clock.
 CREATE INDEX beneficiaries_sweep_due ON beneficiaries (due_from) WHERE status = 'certified';
 CREATE INDEX beneficiaries_sweep_valid ON beneficiaries (valid_until) WHERE status IN ('certified', 'due');
+
+-- The last attestation JWT (~0.7 KB) lives beside the row, so the hot
+-- beneficiary rows read by batch status stay narrow.
+CREATE TABLE beneficiary_attestations (
+    beneficiary_id  TEXT PRIMARY KEY,
+    attestation     TEXT NOT NULL
+);
 
 INSERT INTO counters (name, value) VALUES ('entitlement', 0);
 
