@@ -32,6 +32,7 @@ const Base = "/qr/v1/transactions/"
 //	GET  /qr/v1/transactions/{txn}            state (RFC 8628 vocabulary; ?wait=N long-polls)
 //	GET  /qr/v1/transactions/{txn}/events     server-sent events of the state
 //	GET  /qr/v1/transactions/{txn}/frame      the current frame: payload and QR image (data URI)
+//	GET  /qr/v1/transactions/{txn}/frame.png  the current frame as a PNG image
 //	GET  /qr/v1/transactions/{txn}/page       the login page again (after a mode switch, without JS)
 //	POST /qr/v1/transactions/{txn}/elderly    switch to elderly mode
 //	POST /qr/v1/transactions/{txn}/complete   collect an approved transaction (→ the OIDC redirect)
@@ -52,6 +53,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+Base+"{txn}", h.status)
 	mux.HandleFunc("GET "+Base+"{txn}/events", h.events)
 	mux.HandleFunc("GET "+Base+"{txn}/frame", h.frame)
+	mux.HandleFunc("GET "+Base+"{txn}/frame.png", h.framePNG)
 	mux.HandleFunc("GET "+Base+"{txn}/page", h.page)
 	mux.HandleFunc("POST "+Base+"{txn}/elderly", h.elderly)
 	mux.HandleFunc("POST "+Base+"{txn}/complete", h.complete)
@@ -128,6 +130,7 @@ func (h *Handler) view(w http.ResponseWriter, r *http.Request) (View, bool) {
 type statusBody struct {
 	State     string `json:"state"`
 	Error     string `json:"error,omitempty"`
+	Reason    string `json:"reason,omitempty"` // with access_denied: holder, wrong_number, card_invalid
 	Number    int    `json:"number,omitempty"`
 	Interval  int    `json:"interval,omitempty"`
 	ExpiresIn int    `json:"expires_in,omitempty"`
@@ -143,7 +146,9 @@ func (h *Handler) statusOf(v View) statusBody {
 			b.ExpiresIn = 0
 		}
 		b.Number = v.Number
-	case StateDenied, StateCancelled:
+	case StateDenied:
+		b.Error, b.Reason = "access_denied", v.Reason
+	case StateCancelled:
 		b.Error = "access_denied"
 	case StateExpired:
 		b.Error = "expired_token"
@@ -292,6 +297,32 @@ func (h *Handler) frame(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, fb)
 }
 
+// framePNG serves the current frame as an image (for clients that cannot
+// use the data URI, and for tests reading the QR like a camera would).
+func (h *Handler) framePNG(w http.ResponseWriter, r *http.Request) {
+	v, ok := h.view(w, r)
+	if !ok {
+		return
+	}
+	if err := h.s.allow(r.Context(), "qr:frame:"+v.Txn, h.s.cfg.Limits.FramesPerTxn, time.Minute); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if v.State != StatePending {
+		h.fail(w, r, ErrFinished)
+		return
+	}
+	img, err := QRImage(h.s.CurrentFrame(v).String(), v.Elderly)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Write(img)
+}
+
 func (h *Handler) frameBody(v View) (frameBody, error) {
 	f := h.s.CurrentFrame(v)
 	img, err := QRImage(f.String(), v.Elderly)
@@ -406,7 +437,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, v View) {
 	case StateApproved:
 		d.Message = "手机已确认，正在登录……"
 	case StateDenied:
-		d.Message = "登录已被拒绝。如果不是您本人操作，无需处理。"
+		d.Message = deniedMessage(v.Reason)
 	case StateCancelled:
 		d.Message = "登录已取消。"
 	case StateExpired:
@@ -468,6 +499,17 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	writeJSON(w, code, body)
+}
+
+// deniedMessage is the page's text for a denied transaction.
+func deniedMessage(reason string) string {
+	switch reason {
+	case ReasonCardInvalid:
+		return "扫码所用的社保卡或电子社保卡状态异常（如已挂失、注销），无法登录。请到社保服务网点或在 App 中办理后再试。"
+	case ReasonWrongNumber:
+		return "手机上选择的数字与本页面不一致，本次登录已取消。如果不是您本人扫码，请注意账户安全。"
+	}
+	return "登录已被拒绝。如果不是您本人操作，无需处理。"
 }
 
 func plainMessage(code int) string {

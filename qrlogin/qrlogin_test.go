@@ -34,6 +34,12 @@ type holders struct {
 	inactive map[string]bool
 }
 
+func (h *holders) set(holderID string, inactive bool) {
+	h.mu.Lock()
+	h.inactive[holderID] = inactive
+	h.mu.Unlock()
+}
+
 func (h *holders) CheckHolder(_ context.Context, holderID, _ string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -56,55 +62,68 @@ func (c *completer) Complete(w http.ResponseWriter, r *http.Request, req qrlogin
 }
 
 type env struct {
-	svc   *qrlogin.Service
-	clock *storagetest.Clock
-	h     *holders
-	c     *completer
-	srv   *httptest.Server
-	store storage.Sessions
+	svc     *qrlogin.Service
+	clock   *storagetest.Clock
+	h       *holders
+	c       *completer
+	obs     *observer
+	srv     *httptest.Server
+	store   storage.Sessions
+	replica func(*testing.T) storage.Sessions
 }
+
+// generous limits: the tests that are not about rate limiting never hit one.
+var generous = qrlogin.Limits{TxnPerIP: 1000, PollsPerTxn: 1000, FramesPerTxn: 1000, ScansPerDevice: 1000, LookupsPerIP: 20}
 
 var frameKey = []byte("0123456789abcdef0123456789abcdef")
 
+// opener opens a fresh store for one test and returns it with a function
+// that opens another replica's view of the same data (for Redis a second
+// client and pub/sub connection; for memory the same store).
+type opener func(t *testing.T, clock *storagetest.Clock) (storage.Sessions, func(*testing.T) storage.Sessions)
+
 // backends yields the stores the tests run on: memory always, Redis when
 // ESSC_TEST_REDIS_URL is set (and then it must be reachable).
-func backends(t *testing.T) map[string]func(t *testing.T, clock *storagetest.Clock) storage.Sessions {
+func backends(t testing.TB) map[string]opener {
 	lookup := func(context.Context, string) (fosite.Client, error) { return &fosite.DefaultClient{ID: "c"}, nil }
 	newSess := func() fosite.Session { return &openid.DefaultSession{} }
-	out := map[string]func(*testing.T, *storagetest.Clock) storage.Sessions{
-		"memory": func(t *testing.T, clock *storagetest.Clock) storage.Sessions {
+	out := map[string]opener{
+		"memory": func(t *testing.T, clock *storagetest.Clock) (storage.Sessions, func(*testing.T) storage.Sessions) {
 			s, err := memory.New(memory.Config{Now: clock.Now, Lookup: lookup, NewSession: newSess})
 			if err != nil {
 				t.Fatal(err)
 			}
-			return s
+			return s, func(*testing.T) storage.Sessions { return s }
 		},
 	}
 	if u := os.Getenv("ESSC_TEST_REDIS_URL"); u != "" {
-		out["redis"] = func(t *testing.T, clock *storagetest.Clock) storage.Sessions {
-			opt, err := goredis.ParseURL(u)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := goredis.NewClient(opt)
-			if err := c.Ping(context.Background()).Err(); err != nil {
-				t.Fatalf("ESSC_TEST_REDIS_URL set but Redis unreachable: %v", err)
-			}
+		out["redis"] = func(t *testing.T, clock *storagetest.Clock) (storage.Sessions, func(*testing.T) storage.Sessions) {
 			prefix := fmt.Sprintf("essc-test-qr-%d:", time.Now().UnixNano())
-			s, err := redisstore.New(redisstore.Config{Client: c, Prefix: prefix, Now: clock.Now, Lookup: lookup, NewSession: newSess})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				ctx := context.Background()
-				iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-				for iter.Next(ctx) {
-					c.Del(ctx, iter.Val())
+			replica := func(t *testing.T) storage.Sessions {
+				opt, err := goredis.ParseURL(u)
+				if err != nil {
+					t.Fatal(err)
 				}
-				s.Close()
-				c.Close()
-			})
-			return s
+				c := goredis.NewClient(opt)
+				if err := c.Ping(context.Background()).Err(); err != nil {
+					t.Fatalf("ESSC_TEST_REDIS_URL set but Redis unreachable: %v", err)
+				}
+				s, err := redisstore.New(redisstore.Config{Client: c, Prefix: prefix, Now: clock.Now, Lookup: lookup, NewSession: newSess})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() {
+					ctx := context.Background()
+					iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+					for iter.Next(ctx) {
+						c.Del(ctx, iter.Val())
+					}
+					s.Close()
+					c.Close()
+				})
+				return s
+			}
+			return replica(t), replica
 		}
 	} else {
 		t.Log("ESSC_TEST_REDIS_URL not set: QR tests run on memory only")
@@ -112,25 +131,57 @@ func backends(t *testing.T) map[string]func(t *testing.T, clock *storagetest.Clo
 	return out
 }
 
-func newEnv(t *testing.T, open func(*testing.T, *storagetest.Clock) storage.Sessions) *env {
+func newEnv(t *testing.T, open opener) *env { return newEnvLimits(t, open, generous) }
+
+func newEnvLimits(t *testing.T, open opener, limits qrlogin.Limits) *env {
 	clock := storagetest.NewClock(time.Now())
-	e := &env{clock: clock, h: &holders{inactive: map[string]bool{}}, c: &completer{}}
-	e.store = open(t, clock)
-	svc, err := qrlogin.New(qrlogin.Config{Store: e.store, Holders: e.h, Completer: e.c, FrameKey: frameKey, Now: clock.Now,
-		Limits: qrlogin.Limits{TxnPerIP: 1000, PollsPerTxn: 1000, FramesPerTxn: 1000, ScansPerDevice: 1000, LookupsPerIP: 20}})
+	e := &env{clock: clock, h: &holders{inactive: map[string]bool{}}, c: &completer{}, obs: &observer{}}
+	e.store, e.replica = open(t, clock)
+	e.svc, e.srv = e.server(t, e.store, limits)
+	return e
+}
+
+// server starts one replica: a Service on store with its HTTP handler and
+// a stand-in /authorize that starts a login.
+func (e *env) server(t *testing.T, store storage.Sessions, limits qrlogin.Limits) (*qrlogin.Service, *httptest.Server) {
+	svc, err := qrlogin.New(qrlogin.Config{Store: store, Holders: e.h, Completer: e.c, Observer: e.obs, FrameKey: frameKey,
+		Now: e.clock.Now, Limits: limits})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc = svc
 	mux := http.NewServeMux()
 	h := svc.Handler()
 	h.Mount(mux)
 	mux.HandleFunc("GET /authorize", func(w http.ResponseWriter, r *http.Request) {
 		h.Start(w, r, req(r.URL.Query().Get("acr")))
 	})
-	e.srv = httptest.NewServer(mux)
-	t.Cleanup(e.srv.Close)
-	return e
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return svc, srv
+}
+
+// observer records every transition (the audit hook).
+type observer struct {
+	mu  sync.Mutex
+	log []string // "txn from>to reason"
+}
+
+func (o *observer) Transition(_ context.Context, txn, _, from, to string, attrs map[string]string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.log = append(o.log, txn+" "+from+">"+to+" "+attrs["reason"])
+}
+
+func (o *observer) of(txn string) []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []string
+	for _, l := range o.log {
+		if rest, ok := strings.CutPrefix(l, txn+" "); ok {
+			out = append(out, strings.TrimSpace(rest))
+		}
+	}
+	return out
 }
 
 func req(acr string) qrlogin.Request {
@@ -205,6 +256,24 @@ func (b *browser) state() (string, int) {
 	return s.State, s.Number
 }
 
+// denial returns the state and the denial reason the browser sees.
+func (b *browser) denial() (string, string) {
+	var s struct{ State, Reason string }
+	b.getJSON("", &s)
+	return s.State, s.Reason
+}
+
+// page fetches the login page again (without following anything).
+func (b *browser) page() string {
+	resp, err := b.c.Get(b.e.srv.URL + qrlogin.Base + b.txn + "/page")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
 func (b *browser) complete() *http.Response {
 	resp, err := b.c.Post(b.e.srv.URL+qrlogin.Base+b.txn+"/complete", "application/x-www-form-urlencoded", nil)
 	if err != nil {
@@ -226,7 +295,7 @@ func TestQRLogin(t *testing.T) {
 	}
 }
 
-func runQRLogin(t *testing.T, open func(*testing.T, *storagetest.Clock) storage.Sessions) {
+func runQRLogin(t *testing.T, open opener) {
 	ctx := context.Background()
 
 	t.Run("ok/full-login", func(t *testing.T) {
@@ -401,22 +470,32 @@ func runQRLogin(t *testing.T, open func(*testing.T, *storagetest.Clock) storage.
 		e := newEnv(t, open)
 		b := e.browser(t)
 		b.open("")
-		e.h.mu.Lock()
-		e.h.inactive["h1"] = true
-		e.h.mu.Unlock()
+		e.h.set("h1", true)
 		if _, err := e.svc.Scan(ctx, phone, b.payload()); !errors.Is(err, qrlogin.ErrHolderInactive) {
 			t.Fatalf("inactive holder scanned: %v", err)
 		}
-		e.h.mu.Lock()
-		e.h.inactive["h1"] = false
-		e.h.mu.Unlock()
-		e.svc.Scan(ctx, phone, b.payload())
-		_, number := b.state()
-		e.h.mu.Lock()
-		e.h.inactive["h1"] = true // card reported lost between scan and confirm
-		e.h.mu.Unlock()
-		if err := e.svc.Confirm(ctx, phone, b.txn, number, pin()); !errors.Is(err, qrlogin.ErrHolderInactive) {
+		if st, reason := b.denial(); st != "denied" || reason != qrlogin.ReasonCardInvalid {
+			t.Fatalf("browser after a lost card scanned: %s %s", st, reason)
+		}
+		if page := b.page(); !strings.Contains(page, "挂失") {
+			t.Fatalf("page does not say the card is invalid: %s", page)
+		}
+		e.h.set("h1", false)
+		b2 := e.browser(t)
+		b2.open("")
+		if _, err := e.svc.Scan(ctx, phone, b2.payload()); err != nil {
+			t.Fatal(err)
+		}
+		_, number := b2.state()
+		e.h.set("h1", true) // card reported lost between scan and confirm
+		if err := e.svc.Confirm(ctx, phone, b2.txn, number, pin()); !errors.Is(err, qrlogin.ErrHolderInactive) {
 			t.Fatalf("confirm after loss: %v", err)
+		}
+		if st, reason := b2.denial(); st != "denied" || reason != qrlogin.ReasonCardInvalid {
+			t.Fatalf("browser after the card was lost: %s %s", st, reason)
+		}
+		if resp := b2.complete(); resp.StatusCode == http.StatusSeeOther || e.c.n.Load() != 0 {
+			t.Fatal("completed with a lost card")
 		}
 	})
 

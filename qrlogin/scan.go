@@ -3,7 +3,6 @@ package qrlogin
 import (
 	"context"
 	"crypto/hmac"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -70,7 +69,9 @@ func (s *Service) ResolveCode(ctx context.Context, dev Device, code string) (str
 
 // Scan moves a pending transaction to scanned for dev (one phone per
 // transaction). It checks the frame MAC and freshness, the rate limit of the
-// device and, live, the holder's card and e-card.
+// device and, live, the holder's card and e-card: an inactive card (error
+// wrapping ErrHolderInactive) denies the transaction with ReasonCardInvalid
+// so the browser shows why, instead of waiting.
 func (s *Service) Scan(ctx context.Context, dev Device, payload string) (ScanView, error) {
 	if err := s.allow(ctx, "qr:scan:"+dev.DeviceID, s.cfg.Limits.ScansPerDevice, time.Minute); err != nil {
 		return ScanView{}, err
@@ -102,6 +103,13 @@ func (s *Service) Scan(ctx context.Context, dev Device, payload string) (ScanVie
 		return ScanView{}, ErrAlreadyScanned
 	}
 	if err := s.cfg.Holders.CheckHolder(ctx, dev.HolderID, dev.ECardID); err != nil {
+		if errors.Is(err, ErrHolderInactive) {
+			// The live QR was scanned with a lost or cancelled card: the
+			// browser shows "card invalid" instead of waiting for nothing.
+			if derr := s.deny(ctx, t.ID, t.ClientID, StatePending, ReasonCardInvalid); derr != nil && !errors.Is(derr, ErrFinished) {
+				return ScanView{}, errors.Join(err, derr)
+			}
+		}
 		return ScanView{}, err
 	}
 	var consent []string
@@ -112,11 +120,11 @@ func (s *Service) Scan(ctx context.Context, dev Device, payload string) (ScanVie
 	}
 	cands := candidates(d.Number)
 	t, err = s.cfg.Store.TransitionQR(ctx, t.ID, StatePending, StateScanned, func(q *storage.QRTransaction) error {
-		d.Scanner = &scanner{HolderID: dev.HolderID, ECardID: dev.ECardID, DeviceID: dev.DeviceID}
-		d.Candidates, d.Consent = cands, consent
-		b, err := json.Marshal(d)
-		q.Data = b
-		return err
+		return updateData(q, func(cur *txnData) {
+			cur.Scanner = &scanner{HolderID: dev.HolderID, ECardID: dev.ECardID, DeviceID: dev.DeviceID}
+			cur.Candidates, cur.Consent = cands, consent
+			d = *cur
+		})
 	})
 	if err != nil {
 		if errors.Is(err, storage.ErrStateConflict) {
@@ -158,16 +166,21 @@ func (s *Service) Confirm(ctx context.Context, dev Device, txn string, number in
 		return ErrNotScanner
 	}
 	if number != d.Number {
-		if _, err := s.cfg.Store.TransitionQR(ctx, txn, StateScanned, StateDenied, nil); err != nil {
-			return mapConflict(err)
+		if err := s.deny(ctx, txn, t.ClientID, StateScanned, ReasonWrongNumber); err != nil {
+			return err
 		}
-		s.observe(ctx, txn, t.ClientID, StateScanned, StateDenied, map[string]string{"reason": "wrong_number"})
 		return ErrWrongNumber
 	}
 	if !acrSatisfies(a.ACR, d.Req.ACRValues) {
 		return fmt.Errorf("%w: have %s, want one of %v", ErrACRNotMet, a.ACR, d.Req.ACRValues)
 	}
 	if err := s.cfg.Holders.CheckHolder(ctx, dev.HolderID, dev.ECardID); err != nil {
+		if errors.Is(err, ErrHolderInactive) {
+			// Card reported lost between scan and confirm.
+			if derr := s.deny(ctx, txn, t.ClientID, StateScanned, ReasonCardInvalid); derr != nil && !errors.Is(derr, ErrFinished) {
+				return errors.Join(err, derr)
+			}
+		}
 		return err
 	}
 	a.HolderID, a.ECardID, a.DeviceID = dev.HolderID, dev.ECardID, dev.DeviceID
@@ -178,10 +191,7 @@ func (s *Service) Confirm(ctx context.Context, dev Device, txn string, number in
 	// Consent is what the phone showed; the app confirms all of it or denies.
 	a.Consented = d.Consent
 	_, err = s.cfg.Store.TransitionQR(ctx, txn, StateScanned, StateApproved, func(q *storage.QRTransaction) error {
-		d.Approval = &a
-		b, err := json.Marshal(d)
-		q.Data = b
-		return err
+		return updateData(q, func(cur *txnData) { cur.Approval = &a })
 	})
 	if err != nil {
 		return mapConflict(err)
@@ -203,11 +213,7 @@ func (s *Service) Deny(ctx context.Context, dev Device, txn string) error {
 	if d.Scanner == nil || d.Scanner.DeviceID != dev.DeviceID {
 		return ErrNotScanner
 	}
-	if _, err := s.cfg.Store.TransitionQR(ctx, txn, StateScanned, StateDenied, nil); err != nil {
-		return mapConflict(err)
-	}
-	s.observe(ctx, txn, t.ClientID, StateScanned, StateDenied, map[string]string{"reason": "holder"})
-	return nil
+	return s.deny(ctx, txn, t.ClientID, StateScanned, ReasonHolder)
 }
 
 // acrSatisfies: face satisfies everything; pin satisfies a request without

@@ -139,11 +139,23 @@ type txnData struct {
 	Consent    []string  `json:"cr,omitempty"` // scopes the phone must show for consent
 	Approval   *Approval `json:"ap,omitempty"`
 	Code       string    `json:"fc,omitempty"` // elderly fallback code
+	// Reason says why a transaction was denied, for the browser's message:
+	// ReasonHolder, ReasonWrongNumber or ReasonCardInvalid. Never PII.
+	Reason string `json:"rs,omitempty"`
 	// Deadline is the logical end of the transaction (created + TTL). The
 	// store keeps the record a little longer (retryGrace) so that an expired
 	// page can start a fresh transaction for the same request.
 	Deadline time.Time `json:"dl"`
 }
+
+// Reasons of a denial, as the browser sees them (View.Reason, the status
+// body's "reason"): the holder refused on the phone, picked the wrong
+// number, or the card/e-card that scanned is not active (lost, cancelled).
+const (
+	ReasonHolder      = "holder"
+	ReasonWrongNumber = "wrong_number"
+	ReasonCardInvalid = "card_invalid"
+)
 
 // retryGrace is how long an expired transaction's request stays available
 // for "refresh the QR code" before the holder must go back to the portal.
@@ -296,6 +308,7 @@ type View struct {
 	Number    int // shown once the phone has scanned
 	Elderly   bool
 	Code      string // elderly fallback code
+	Reason    string // why a denied transaction was denied (Reason* constants)
 	ExpiresAt time.Time
 	CreatedAt time.Time
 	Request   Request
@@ -330,7 +343,7 @@ func (s *Service) BrowserView(ctx context.Context, txn, binding string) (View, e
 	if !bindingMatches(t.BindingHash, binding) {
 		return View{}, ErrNotFound
 	}
-	v := View{Txn: t.ID, State: t.State, Elderly: d.Elderly, Code: d.Code, ExpiresAt: d.Deadline, CreatedAt: t.CreatedAt, Request: d.Req}
+	v := View{Txn: t.ID, State: t.State, Elderly: d.Elderly, Code: d.Code, Reason: d.Reason, ExpiresAt: d.Deadline, CreatedAt: t.CreatedAt, Request: d.Req}
 	if !d.live(s.now()) && (t.State == StatePending || t.State == StateScanned || t.State == StateApproved) {
 		v.State = StateExpired
 	}
@@ -370,15 +383,8 @@ func (s *Service) SetElderly(ctx context.Context, txn, binding string) (View, er
 	if err := s.cfg.Store.PutOnce(ctx, "qr-code", code, []byte(txn), v.ExpiresAt.Sub(s.now())+time.Second); err != nil {
 		return View{}, err
 	}
-	_, err = s.cfg.Store.TransitionQR(ctx, txn, StatePending, StatePending, func(t *storage.QRTransaction) error {
-		var d txnData
-		if err := json.Unmarshal(t.Data, &d); err != nil {
-			return err
-		}
-		d.Elderly, d.Code = true, code
-		b, err := json.Marshal(d)
-		t.Data = b
-		return err
+	_, err = s.cfg.Store.TransitionQR(ctx, txn, StatePending, StatePending, func(q *storage.QRTransaction) error {
+		return updateData(q, func(d *txnData) { d.Elderly, d.Code = true, code })
 	})
 	if err != nil {
 		return View{}, err
@@ -465,6 +471,34 @@ func (s *Service) observe(ctx context.Context, txn, clientID, from, to string, a
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.Transition(ctx, txn, clientID, from, to, attrs)
 	}
+}
+
+// deny moves txn from `from` to denied, recording reason for the browser.
+func (s *Service) deny(ctx context.Context, txn, clientID, from, reason string) error {
+	_, err := s.cfg.Store.TransitionQR(ctx, txn, from, StateDenied, func(q *storage.QRTransaction) error {
+		return updateData(q, func(d *txnData) { d.Reason = reason })
+	})
+	if err != nil {
+		return mapConflict(err)
+	}
+	s.observe(ctx, txn, clientID, from, StateDenied, map[string]string{"reason": reason})
+	return nil
+}
+
+// updateData applies f to the transaction's current data inside a
+// compare-and-set (never to a copy read before it).
+func updateData(q *storage.QRTransaction, f func(*txnData)) error {
+	var d txnData
+	if err := json.Unmarshal(q.Data, &d); err != nil {
+		return fmt.Errorf("qrlogin: stored transaction unreadable: %w", err)
+	}
+	f(&d)
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	q.Data = b
+	return nil
 }
 
 // mapConflict turns a lost compare-and-set into ErrFinished.

@@ -30,7 +30,14 @@
       message("手机已确认，正在登录……");
       document.getElementById("complete").submit();
     } else if (state === "denied") {
-      done = true; message("登录已被拒绝。如果不是您本人操作，无需处理。");
+      done = true;
+      if (s.reason === "card_invalid") {
+        message("扫码所用的社保卡或电子社保卡状态异常（如已挂失、注销），无法登录。请到社保服务网点或在 App 中办理后再试。");
+      } else if (s.reason === "wrong_number") {
+        message("手机上选择的数字与本页面不一致，本次登录已取消。如果不是您本人扫码，请注意账户安全。");
+      } else {
+        message("登录已被拒绝。如果不是您本人操作，无需处理。");
+      }
     } else if (state === "cancelled") {
       done = true; message("登录已取消。");
     } else if (state === "expired") {
