@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/essc-project/essc/storage"
@@ -189,12 +190,18 @@ func (r *q) AppendEntitlementEvent(ctx context.Context, e storage.EntitlementEve
 	return e, nil
 }
 
+// pgChunk and pgParallel shape a PostgreSQL batch read (see BeneficiariesBySSN).
+const (
+	pgChunk    = 2500
+	pgParallel = 4
+)
+
 // sqliteBatch bounds the IN list per statement on SQLite (its variable limit
 // is 32766; smaller chunks keep statement preparation cheap).
 const sqliteBatch = 2000
 
-// BeneficiariesBySSN implements storage.Entitlements: one `= ANY($2)` query
-// on PostgreSQL, IN lists of sqliteBatch on SQLite.
+// BeneficiariesBySSN implements storage.Entitlements: `= ANY($2)` queries of
+// pgChunk keys on PostgreSQL (concurrently), IN lists of sqliteBatch on SQLite.
 func (s *Store) BeneficiariesBySSN(ctx context.Context, agencyID string, ssns []string) ([]storage.Beneficiary, error) {
 	byIndex := make(map[string]string, len(ssns))
 	idx := make([][]byte, 0, len(ssns))
@@ -206,6 +213,7 @@ func (s *Store) BeneficiariesBySSN(ctx context.Context, agencyID string, ssns []
 		byIndex[string(bi)] = ssn
 		idx = append(idx, bi)
 	}
+	var mu sync.Mutex
 	out := make([]storage.Beneficiary, 0, len(idx))
 	collect := func(query string, args ...any) error {
 		rows, err := s.db.QueryContext(ctx, s.rebind(query), args...)
@@ -213,6 +221,7 @@ func (s *Store) BeneficiariesBySSN(ctx context.Context, agencyID string, ssns []
 			return s.mapErr(err)
 		}
 		defer rows.Close()
+		part := make([]storage.Beneficiary, 0, 256)
 		for rows.Next() {
 			var bi []byte
 			b, err := scanBeneficiary(rows, &bi)
@@ -220,15 +229,38 @@ func (s *Store) BeneficiariesBySSN(ctx context.Context, agencyID string, ssns []
 				return s.mapErr(err)
 			}
 			b.SSN = byIndex[string(bi)]
-			out = append(out, b)
+			part = append(part, b)
 		}
-		return s.mapErr(rows.Err())
+		if err := rows.Err(); err != nil {
+			return s.mapErr(err)
+		}
+		mu.Lock()
+		out = append(out, part...)
+		mu.Unlock()
+		return nil
 	}
 	if s.dialect == postgres {
-		if len(idx) == 0 {
-			return out, nil
+		// Large batches are split into pgChunk-sized `= ANY` queries run on up
+		// to pgParallel pooled connections: the index probes are latency-bound
+		// (random heap pages), so overlapping them raises one caller's rate.
+		var wg sync.WaitGroup
+		errs := make(chan error, (len(idx)+pgChunk-1)/pgChunk)
+		sem := make(chan struct{}, pgParallel)
+		for start := 0; start < len(idx); start += pgChunk {
+			chunk := idx[start:min(start+pgChunk, len(idx))]
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if err := collect(`SELECT `+benCols+`, ssn_index FROM beneficiaries WHERE agency_id = ? AND ssn_index = ANY(?)`, agencyID, chunk); err != nil {
+					errs <- err
+				}
+			}()
 		}
-		if err := collect(`SELECT `+benCols+`, ssn_index FROM beneficiaries WHERE agency_id = ? AND ssn_index = ANY(?)`, agencyID, idx); err != nil {
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
 			return nil, fmt.Errorf("sql: batch status: %w", err)
 		}
 		return out, nil
