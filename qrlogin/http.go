@@ -68,13 +68,13 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 func (h *Handler) Start(w http.ResponseWriter, r *http.Request, req Request) {
 	txn, binding, err := h.s.Begin(r.Context(), req, h.s.cfg.ClientIP(r), r.UserAgent())
 	if err != nil {
-		h.fail(w, r, err)
+		h.failAs(w, r, err, true) // a navigation: always a page
 		return
 	}
 	h.setBinding(w, txn, binding)
 	v, err := h.s.BrowserView(r.Context(), txn, binding)
 	if err != nil {
-		h.fail(w, r, err)
+		h.failAs(w, r, err, true)
 		return
 	}
 	h.render(w, r, v)
@@ -476,6 +476,11 @@ func cacheStatic(next http.Handler) http.Handler {
 
 // fail answers with a fixed message; details go to the log only.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	h.failAs(w, r, err, wantsHTML(r))
+}
+
+// failAs is fail with the choice of a page (html) or a JSON status body.
+func (h *Handler) failAs(w http.ResponseWriter, r *http.Request, err error, html bool) {
 	code, body := http.StatusInternalServerError, statusBody{State: "error", Error: "server_error"}
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -491,7 +496,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if code >= 500 {
 		h.s.log.ErrorContext(r.Context(), "qrlogin", "path", r.URL.Path, "err", err)
 	}
-	if wantsHTML(r) {
+	if html {
 		securityHeaders(w)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(code)

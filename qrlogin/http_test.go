@@ -1,0 +1,585 @@
+package qrlogin_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/makiuchi-d/gozxing"
+	gzqr "github.com/makiuchi-d/gozxing/qrcode"
+
+	"github.com/essc-project/essc/qrlogin"
+	"github.com/essc-project/essc/storage"
+)
+
+func TestBrowserHTTP(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) { runBrowserHTTP(t, open) })
+	}
+}
+
+// do sends one request from b and returns status, headers and body.
+func (b *browser) do(method, path string) (int, http.Header, string) {
+	r, _ := http.NewRequest(method, b.e.srv.URL+qrlogin.Base+b.txn+path, nil)
+	if method == http.MethodPost {
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := b.c.Do(r)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+func runBrowserHTTP(t *testing.T, open opener) {
+	ctx := context.Background()
+
+	t.Run("fail/every-endpoint-without-binding-cookie", func(t *testing.T) {
+		e := newEnv(t, open)
+		victim := e.browser(t)
+		victim.open("")
+		attacker := e.browser(t)
+		attacker.txn = victim.txn
+		for _, c := range []struct{ method, path string }{
+			{"GET", ""}, {"GET", "?wait=1"}, {"GET", "/events"}, {"GET", "/frame"}, {"GET", "/frame.png"}, {"GET", "/page"},
+			{"POST", "/elderly"}, {"POST", "/complete"}, {"POST", "/cancel"}, {"POST", "/restart"},
+		} {
+			code, _, body := attacker.do(c.method, c.path)
+			if code != http.StatusNotFound {
+				t.Errorf("%s %s without cookie: %d %s", c.method, c.path, code, body)
+			}
+			if strings.Contains(body, "pending") || strings.Contains(body, "data:image") {
+				t.Errorf("%s %s leaks the transaction: %s", c.method, c.path, body)
+			}
+		}
+		if st, _ := victim.state(); st != "pending" {
+			t.Fatalf("attacker's requests changed the victim's transaction: %s", st)
+		}
+	})
+
+	t.Run("ok/page-headers-and-no-pii", func(t *testing.T) {
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		code, hdr, body := b.do("GET", "/page")
+		if code != 200 {
+			t.Fatalf("page: %d", code)
+		}
+		csp := hdr.Get("Content-Security-Policy")
+		for _, want := range []string{"frame-ancestors 'none'", "default-src 'none'", "script-src 'self'"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("CSP %q lacks %s", csp, want)
+			}
+		}
+		if hdr.Get("X-Frame-Options") != "DENY" || hdr.Get("Referrer-Policy") != "no-referrer" || hdr.Get("Cache-Control") != "no-store" {
+			t.Errorf("headers %v", hdr)
+		}
+		for _, want := range []string{`lang="zh-CN"`, "省网上服务大厅", "portal.example.gov.cn", `alt="登录二维码`, `href="essc://login?v=1&amp;t=` + b.txn} {
+			if !strings.Contains(body, want) {
+				t.Errorf("page lacks %q", want)
+			}
+		}
+		for _, bad := range []string{"http://", "https://", "//cdn"} {
+			if strings.Contains(body, bad) {
+				t.Errorf("page references an external asset (%s)", bad)
+			}
+		}
+		dev := qrlogin.Device{HolderID: "HOLDER-440301-SECRET", ECardID: "ECARD-SECRET", DeviceID: "DEVICE-SECRET"}
+		if _, err := e.svc.Scan(ctx, dev, b.payload()); err != nil {
+			t.Fatal(err)
+		}
+		_, _, page := b.do("GET", "/page")
+		_, _, status := b.do("GET", "")
+		for _, out := range []string{page, status} {
+			if strings.Contains(out, "SECRET") {
+				t.Fatalf("browser sees holder data: %s", out)
+			}
+		}
+		if !strings.Contains(page, `id="number">`) || !strings.Contains(status, `"number":`) {
+			t.Fatalf("scanned page/status without the number: %s %s", page, status)
+		}
+	})
+
+	t.Run("ok/static-assets", func(t *testing.T) {
+		e := newEnv(t, open)
+		for _, p := range []string{"/qr/v1/static/login.js", "/qr/v1/static/login.css"} {
+			resp, err := http.Get(e.srv.URL + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("%s: %d %v", p, resp.StatusCode, resp.Header)
+			}
+		}
+		resp, _ := http.Get(e.srv.URL + "/qr/v1/static/../web/login.html")
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Error("fail/static path escape served a template")
+		}
+	})
+
+	t.Run("ok/frame-png-decodes-to-the-payload", func(t *testing.T) {
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		code, hdr, body := b.do("GET", "/frame.png")
+		if code != 200 || hdr.Get("Content-Type") != "image/png" {
+			t.Fatalf("frame.png: %d %v", code, hdr)
+		}
+		got := decodeQR(t, []byte(body))
+		f, err := qrlogin.ParsePayload(got)
+		if err != nil || f.Txn != b.txn {
+			t.Fatalf("decoded %q: %v", got, err)
+		}
+		if _, err := e.svc.Scan(ctx, phone, got); err != nil {
+			t.Fatalf("scan of the decoded image: %v", err)
+		}
+		if code, _, _ := b.do("GET", "/frame.png"); code != http.StatusConflict {
+			t.Fatalf("fail/frame.png after scan: %d", code)
+		}
+		var s struct{ State, Error string }
+		if code := b.getJSON("/frame", &s); code != http.StatusConflict || s.State != "scanned" {
+			t.Fatalf("fail/frame after scan: %d %+v", code, s)
+		}
+	})
+
+	t.Run("ok/frames-change-every-second", func(t *testing.T) {
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		p1 := b.payload()
+		e.clock.Advance(time.Second)
+		p2 := b.payload()
+		if p1 == p2 {
+			t.Fatal("frame did not change after 1 s")
+		}
+		var f struct {
+			NextMS int64 `json:"next_ms"`
+		}
+		b.getJSON("/frame", &f)
+		if f.NextMS <= 0 || f.NextMS > 1000 {
+			t.Fatalf("next_ms %d", f.NextMS)
+		}
+	})
+
+	t.Run("fail/poll-faster-than-interval-slow-down", func(t *testing.T) {
+		lim := generous
+		lim.PollsPerTxn = 2
+		e := newEnvLimits(t, open, lim)
+		b := e.browser(t)
+		b.open("")
+		var s struct {
+			State, Error string
+			Interval     int
+		}
+		for range 2 {
+			if code := b.getJSON("", &s); code != 200 || s.Error != "authorization_pending" || s.Interval != 2 {
+				t.Fatalf("poll: %d %+v", code, s)
+			}
+		}
+		if code := b.getJSON("", &s); code != http.StatusBadRequest || s.Error != "slow_down" || s.Interval <= 2 {
+			t.Fatalf("third poll within the interval: %d %+v", code, s)
+		}
+		e.clock.Advance(qrlogin.PollInterval)
+		if code := b.getJSON("", &s); code != 200 {
+			t.Fatalf("poll after the interval: %d %+v", code, s)
+		}
+	})
+
+	t.Run("fail/frames-per-transaction-limited", func(t *testing.T) {
+		lim := generous
+		lim.FramesPerTxn = 3
+		e := newEnvLimits(t, open, lim)
+		b := e.browser(t)
+		b.open("")
+		codes := map[int]int{}
+		for range 5 {
+			var s struct{}
+			codes[b.getJSON("/frame", &s)]++
+		}
+		if codes[http.StatusTooManyRequests] == 0 {
+			t.Fatalf("frames never limited: %v", codes)
+		}
+	})
+
+	t.Run("fail/transactions-per-ip-limited", func(t *testing.T) {
+		lim := generous
+		lim.TxnPerIP = 2
+		e := newEnvLimits(t, open, lim)
+		b := e.browser(t)
+		b.open("")
+		b.open("")
+		resp, err := b.c.Get(e.srv.URL + "/authorize")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), "操作过于频繁") {
+			t.Fatalf("third transaction from one IP: %d %s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("fail/scans-per-device-limited", func(t *testing.T) {
+		lim := generous
+		lim.ScansPerDevice = 3
+		e := newEnvLimits(t, open, lim)
+		var last error
+		for range 4 {
+			_, last = e.svc.Scan(ctx, phone, "essc://login?v=1&t=AAAAAAAAAAAAAAAAAAAAAA&e=0&c=AAAAAAAAAAAAAAAAAAAAAA")
+		}
+		if !errors.Is(last, qrlogin.ErrRateLimited) {
+			t.Fatalf("fourth scan: %v", last)
+		}
+		if _, err := e.svc.ResolveCode(ctx, phone, "ABCDEFGH"); !errors.Is(err, qrlogin.ErrRateLimited) {
+			t.Fatalf("typed codes share the device limit: %v", err)
+		}
+	})
+
+	t.Run("ok/long-poll-wakes-on-scan", func(t *testing.T) {
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		p := b.payload()
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			e.svc.Scan(ctx, phone, p)
+		}()
+		start := time.Now()
+		var s struct {
+			State  string
+			Number int
+		}
+		if code := b.getJSON("?wait=10", &s); code != 200 || s.State != "scanned" || s.Number == 0 {
+			t.Fatalf("long poll: %d %+v", code, s)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("long poll returned after %v, not on the wake-up", d)
+		}
+	})
+
+	t.Run("ok/browser-on-another-replica-sees-the-phone", func(t *testing.T) {
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("") // served by replica A
+		p := b.payload()
+		_, srvB := e.server(t, e.replica(t), generous)
+		resp, err := b.c.Get(srvB.URL + qrlogin.Base + b.txn + "/events") // cookies ignore ports: same browser
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("events on replica B: %d", resp.StatusCode)
+		}
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			e.svc.Scan(ctx, phone, p) // the phone reaches replica A
+		}()
+		readUntil(t, resp.Body, `"state":"scanned"`)
+	})
+
+	t.Run("ok/sse-ends-on-final-state", func(t *testing.T) {
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		resp, err := b.c.Get(e.srv.URL + qrlogin.Base + b.txn + "/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+			t.Fatalf("content type %s", ct)
+		}
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			e.svc.Cancel(ctx, b.txn, bindingOf(t, b))
+		}()
+		got := readUntil(t, resp.Body, `"state":"cancelled"`)
+		if !strings.Contains(got, `"error":"access_denied"`) {
+			t.Fatalf("cancelled event: %s", got)
+		}
+		rest, _ := io.ReadAll(resp.Body) // the server closes the stream
+		if strings.Contains(string(rest), "event:") {
+			t.Fatalf("events after the final state: %s", rest)
+		}
+	})
+
+	t.Run("ok/cancel-then-restart", func(t *testing.T) {
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		old := b.txn
+		if code, _, _ := b.do("POST", "/restart"); code != http.StatusConflict {
+			t.Fatalf("fail/restart while pending: %d", code)
+		}
+		if code, hdr, _ := b.do("POST", "/cancel"); code != http.StatusSeeOther || !strings.HasSuffix(hdr.Get("Location"), "/page") {
+			t.Fatalf("cancel: %d", code)
+		}
+		if _, err := e.svc.Scan(ctx, phone, payloadFor(t, e, b)); err == nil {
+			t.Fatal("fail/scanned a cancelled transaction")
+		}
+		var s struct{ State, Error string }
+		if b.getJSON("", &s); s.State != "cancelled" || s.Error != "access_denied" {
+			t.Fatalf("cancelled status %+v", s)
+		}
+		code, hdr, _ := b.do("POST", "/restart")
+		if code != http.StatusSeeOther {
+			t.Fatalf("restart: %d", code)
+		}
+		loc := hdr.Get("Location")
+		b.txn = strings.TrimSuffix(strings.TrimPrefix(loc, qrlogin.Base), "/page")
+		if b.txn == old {
+			t.Fatal("restart reused the transaction id")
+		}
+		if st, _ := b.state(); st != "pending" {
+			t.Fatalf("restarted transaction: %s", st)
+		}
+		if _, err := e.svc.Scan(ctx, phone, b.payload()); err != nil {
+			t.Fatal(err)
+		}
+		// The old transaction's cookie was cleared.
+		u, _ := url.Parse(e.srv.URL + qrlogin.Base + old)
+		if len(b.c.Jar.Cookies(u)) != 0 {
+			t.Fatal("old binding cookie kept")
+		}
+	})
+
+	t.Run("ok/expired-page-offers-retry", func(t *testing.T) {
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		e.clock.Advance(121 * time.Second)
+		if _, err := e.svc.Scan(ctx, phone, payloadFor(t, e, b)); !errors.Is(err, qrlogin.ErrNotFound) && !errors.Is(err, qrlogin.ErrFrameExpired) {
+			t.Fatalf("scan after expiry: %v", err)
+		}
+		page := b.page()
+		if !strings.Contains(page, "二维码已过期") || strings.Contains(page, `id="restart" hidden`) {
+			t.Fatalf("expired page: %s", page)
+		}
+		if code, _, _ := b.do("POST", "/restart"); code != http.StatusSeeOther {
+			t.Fatalf("retry after expiry: %d", code)
+		}
+	})
+
+	t.Run("ok/holder-denies", func(t *testing.T) {
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		e.svc.Scan(ctx, phone, b.payload())
+		other := qrlogin.Device{HolderID: "h2", ECardID: "e2", DeviceID: "d2"}
+		if err := e.svc.Deny(ctx, other, b.txn); !errors.Is(err, qrlogin.ErrNotScanner) {
+			t.Fatalf("deny by another phone: %v", err)
+		}
+		if err := e.svc.Deny(ctx, phone, b.txn); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.Deny(ctx, phone, b.txn); !errors.Is(err, qrlogin.ErrFinished) {
+			t.Fatalf("replayed deny: %v", err)
+		}
+		if st, reason := b.denial(); st != "denied" || reason != qrlogin.ReasonHolder {
+			t.Fatalf("browser: %s %s", st, reason)
+		}
+	})
+
+	t.Run("ok/elderly-over-http", func(t *testing.T) {
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		code, hdr, _ := b.do("POST", "/elderly")
+		if code != http.StatusSeeOther || !strings.HasSuffix(hdr.Get("Location"), "/page") {
+			t.Fatalf("elderly: %d", code)
+		}
+		page := b.page()
+		if !strings.Contains(page, `width="560"`) || !strings.Contains(page, `id="code"`) || !strings.Contains(page, "每5秒") {
+			t.Fatalf("elderly page: %s", page)
+		}
+		var f struct {
+			NextMS  int64 `json:"next_ms"`
+			Elderly bool
+		}
+		b.getJSON("/frame", &f)
+		if !f.Elderly || f.NextMS <= 1000 {
+			t.Fatalf("elderly frame %+v", f)
+		}
+		// Switching twice keeps the first code.
+		v1, _ := e.svc.BrowserView(ctx, b.txn, bindingOf(t, b))
+		b.do("POST", "/elderly")
+		v2, _ := e.svc.BrowserView(ctx, b.txn, bindingOf(t, b))
+		if v1.Code == "" || v1.Code != v2.Code {
+			t.Fatalf("codes %q %q", v1.Code, v2.Code)
+		}
+		if _, err := e.svc.ResolveCode(ctx, phone, "SHORT"); !errors.Is(err, qrlogin.ErrBadCode) {
+			t.Fatalf("short code: %v", err)
+		}
+		if _, err := e.svc.ResolveCode(ctx, phone, "ZZZZZZZZ"); !errors.Is(err, qrlogin.ErrBadCode) {
+			t.Fatalf("unknown code: %v", err)
+		}
+	})
+
+	t.Run("ok/every-transition-audited", func(t *testing.T) {
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		e.svc.Scan(ctx, phone, b.payload())
+		_, n := b.state()
+		if err := e.svc.Confirm(ctx, phone, b.txn, n, pin()); err != nil {
+			t.Fatal(err)
+		}
+		b.complete()
+		got := strings.Join(e.obs.of(b.txn), ",")
+		if want := ">pending,pending>scanned,scanned>approved,approved>consumed"; got != want {
+			t.Fatalf("audit %q, want %q", got, want)
+		}
+		b2 := e.browser(t)
+		b2.open("")
+		view, _ := e.svc.Scan(ctx, phone, b2.payload())
+		_, n = b2.state()
+		wrong := view.Candidates[0]
+		if wrong == n {
+			wrong = view.Candidates[1]
+		}
+		e.svc.Confirm(ctx, phone, b2.txn, wrong, pin())
+		if got := strings.Join(e.obs.of(b2.txn), ","); got != ">pending,pending>scanned,scanned>denied wrong_number" {
+			t.Fatalf("audit of a wrong pick %q", got)
+		}
+	})
+
+	t.Run("fail/confirm-after-expiry", func(t *testing.T) {
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		e.svc.Scan(ctx, phone, b.payload())
+		_, n := b.state()
+		e.clock.Advance(121 * time.Second)
+		if err := e.svc.Confirm(ctx, phone, b.txn, n, pin()); !errors.Is(err, qrlogin.ErrNotFound) {
+			t.Fatalf("confirm after expiry: %v", err)
+		}
+	})
+
+	t.Run("fail/frame-for-another-relying-party", func(t *testing.T) {
+		// Two services with different frame keys stand for a frame minted
+		// elsewhere: its MAC does not verify here.
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		f, _ := qrlogin.ParsePayload(b.payload())
+		f.MAC[0] ^= 1
+		if _, err := e.svc.Scan(ctx, phone, f.String()); !errors.Is(err, qrlogin.ErrFrameInvalid) {
+			t.Fatalf("tampered MAC: %v", err)
+		}
+		if _, err := e.svc.Scan(ctx, phone, "https://evil.example/login?t="+b.txn); !errors.Is(err, qrlogin.ErrBadPayload) {
+			t.Fatalf("foreign payload: %v", err)
+		}
+	})
+
+	t.Run("fail/storage-down-fixed-message", func(t *testing.T) {
+		e := newEnv(t, open)
+		svc, err := qrlogin.New(qrlogin.Config{Store: downStore{e.store}, Holders: e.h, Completer: e.c, FrameKey: frameKey, Now: e.clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		svc.Handler().Mount(mux)
+		rec := &recorder{header: http.Header{}}
+		r, _ := http.NewRequest("GET", qrlogin.Base+"AAAAAAAAAAAAAAAAAAAAAA", nil)
+		r.RemoteAddr = "192.0.2.1:1"
+		mux.ServeHTTP(rec, r)
+		if rec.code != http.StatusServiceUnavailable || strings.Contains(rec.body.String(), "redis") || !strings.Contains(rec.body.String(), "temporarily_unavailable") {
+			t.Fatalf("storage down: %d %s", rec.code, rec.body.String())
+		}
+		r, _ = http.NewRequest("POST", qrlogin.Base+"AAAAAAAAAAAAAAAAAAAAAA/complete", nil)
+		r.RemoteAddr = "192.0.2.1:1"
+		rec = &recorder{header: http.Header{}}
+		mux.ServeHTTP(rec, r)
+		if rec.code != http.StatusServiceUnavailable || strings.Contains(rec.body.String(), "redis") || !strings.Contains(rec.body.String(), "服务暂时不可用") {
+			t.Fatalf("storage down (page): %d %s", rec.code, rec.body.String())
+		}
+	})
+}
+
+// downStore fails every read like an unreachable Redis would.
+type downStore struct{ storage.Sessions }
+
+func (downStore) GetQR(context.Context, string) (storage.QRTransaction, error) {
+	return storage.QRTransaction{}, fmt.Errorf("%w: dial tcp redis:6379: connection refused", storage.ErrUnavailable)
+}
+
+func (downStore) Allow(context.Context, string, int, time.Duration) (storage.RateDecision, error) {
+	return storage.RateDecision{}, fmt.Errorf("%w: dial tcp redis:6379: connection refused", storage.ErrUnavailable)
+}
+
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(c int)           { r.code = c }
+
+// payloadFor mints what a camera would have read from b's page just now
+// (for transactions whose frame endpoint no longer answers).
+func payloadFor(t *testing.T, e *env, b *browser) string {
+	v, err := e.svc.BrowserView(context.Background(), b.txn, bindingOf(t, b))
+	if err != nil {
+		return "essc://login?v=1&t=" + b.txn + "&e=0&c=AAAAAAAAAAAAAAAAAAAAAA"
+	}
+	return e.svc.CurrentFrame(v).String()
+}
+
+func readUntil(t *testing.T, r io.Reader, want string) string {
+	t.Helper()
+	buf := make([]byte, 4096)
+	var got strings.Builder
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(got.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s in: %s", want, got.String())
+		}
+		n, err := r.Read(buf)
+		got.Write(buf[:n])
+		if err != nil && !strings.Contains(got.String(), want) {
+			t.Fatalf("stream ended: %v %s", err, got.String())
+		}
+	}
+	return got.String()
+}
+
+// decodeQR reads a QR code from a PNG like a phone camera would.
+func decodeQR(t *testing.T, b []byte) string {
+	t.Helper()
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// go-qrcode draws 2 px per module; scale ×4 as the page does.
+	big := image.NewGray(image.Rect(0, 0, img.Bounds().Dx()*4, img.Bounds().Dy()*4))
+	for y := range big.Bounds().Dy() {
+		for x := range big.Bounds().Dx() {
+			big.Set(x, y, img.At(x/4, y/4))
+		}
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := gzqr.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil {
+		t.Fatalf("QR not readable: %v", err)
+	}
+	return res.GetText()
+}
