@@ -145,6 +145,26 @@ func TestCertificationPaths(t *testing.T) {
 	if st := status(); st.Method != entitlement.MethodPortalQR || st.CertifiedAt.Before(first.CertifiedAt) {
 		t.Fatalf("after portal certification: %+v", st)
 	}
+	// Family-assisted: a relative's app starts it, the holder's own liveness
+	// completes it; without a registered authorisation it is refused.
+	const relPrefix = "41010519800101301"
+	relNumber := s.issue(t, relPrefix, "R20000001")
+	relative := s.phone(t, relPrefix, relNumber, "258147")
+	holderEvidence := func(ch string) (string, error) { return wallet.SignDevLiveness(s.devKey, ecardID, ch, time.Now()) }
+	if _, err := relative.CertifyFamily(ctx, number, holderEvidence); !errors.As(err, &e) || e.Code != "no_authorisation" {
+		t.Fatalf("fail/family without authorisation: %v", err)
+	}
+	if _, err := s.a.cards.Delegate(ctx, card.Actor{ID: "outlet-1"}, ssnFor(prefix), ssnFor(relPrefix),
+		card.DelegationRequest{Kind: "agent", Evidence: "授权委托书 2026-0001"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relative.CertifyFamily(ctx, number, holderEvidence); err != nil {
+		t.Fatalf("family certification: %v", err)
+	}
+	if st := status(); st.Method != entitlement.MethodFamily || !st.Delegated {
+		t.Fatalf("after family certification: %+v", st)
+	}
+
 	var att struct {
 		Attestation string `json:"attestation"`
 	}

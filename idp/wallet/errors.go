@@ -72,6 +72,8 @@ func wire(err error) (int, errBody) {
 		return 401, m{"liveness_failed", "刷脸认证未通过"}
 	case errors.Is(err, entitlement.ErrCardNotLive):
 		return 403, m{"card_inactive", "社保卡或电子社保卡状态异常，请到服务网点办理"}
+	case errors.Is(err, entitlement.ErrNoDelegation):
+		return 403, m{"no_authorisation", "您没有该持卡人的有效授权"}
 	case errors.Is(err, entitlement.ErrNothingToCertify):
 		return 404, m{"nothing_to_certify", "您当前没有需要认证的待遇"}
 	case errors.Is(err, entitlement.ErrUnavailable):

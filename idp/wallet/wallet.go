@@ -48,6 +48,7 @@ type Registry interface {
 	Card(ctx context.Context, id string) (storage.Card, error)
 	Holder(ctx context.Context, id string) (storage.Holder, error)
 	LiveECardOfCard(ctx context.Context, cardID string) (storage.ECard, error)
+	CardByNumber(ctx context.Context, number string) (storage.Card, error)
 }
 
 // HolderCheck re-checks, live, that the holder's e-card and card are active
@@ -204,6 +205,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /wallet/v1/presentation-codes", h.device(h.presentationCode))
 	if h.cfg.Certifier != nil {
 		mux.HandleFunc("POST /wallet/v1/certify", h.device(h.certify))
+		mux.HandleFunc("POST /wallet/v1/certify/family", h.device(h.certifyFamily))
 	}
 	if h.cfg.Notices != nil {
 		mux.HandleFunc("POST /wallet/v1/notices", h.device(h.notices))
@@ -561,6 +563,50 @@ func (h *Handler) certify(w http.ResponseWriter, r *http.Request, c caller) {
 		h.fail(w, r, err)
 		return
 	}
+	writeCertifications(w, certs)
+}
+
+// FamilyCertifyRequest is the body of POST /wallet/v1/certify/family: a
+// relative's app (the caller, with a registered authorisation) starts the
+// check for the holder of card_number; the holder's own liveness completes
+// it (evidence for the holder's e-card, challenge = this proof's jti).
+type FamilyCertifyRequest struct {
+	CardNumber string `json:"card_number"`
+	Liveness   string `json:"liveness"`
+}
+
+func (h *Handler) certifyFamily(w http.ResponseWriter, r *http.Request, c caller) {
+	ctx := r.Context()
+	var req FamilyCertifyRequest
+	if err := decode(c.Body, &req); err != nil || req.Liveness == "" || req.CardNumber == "" {
+		h.fail(w, r, fmt.Errorf("%w: card_number and liveness", errBadRequest))
+		return
+	}
+	principal, err := h.cfg.Registry.CardByNumber(ctx, req.CardNumber)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	e, err := h.cfg.Registry.LiveECardOfCard(ctx, principal.ID)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			err = fmt.Errorf("%w: no e-card on this card", qrlogin.ErrHolderInactive)
+		}
+		h.fail(w, r, err)
+		return
+	}
+	certs, err := h.cfg.Certifier.Certify(ctx, entitlement.CertifyInput{HolderID: e.HolderID, ECardID: e.ID,
+		Method: entitlement.MethodFamily, ACR: qrlogin.ACRFace, AMR: []string{"hwk", "face"}, Act: c.ECard.HolderID,
+		Challenge: c.JTI, LivenessEvidence: req.Liveness})
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeCertifications(w, certs)
+}
+
+// writeCertifications answers what was certified (attestations go to the agencies).
+func writeCertifications(w http.ResponseWriter, certs []entitlement.Certification) {
 	type out struct {
 		Benefit    string    `json:"benefit"`
 		AgencyID   string    `json:"agency_id"`

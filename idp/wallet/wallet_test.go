@@ -101,6 +101,9 @@ func (r *registry) Card(context.Context, string) (storage.Card, error) {
 func (r *registry) LiveECardOfCard(context.Context, string) (storage.ECard, error) {
 	return storage.ECard{ID: "e1", HolderID: "h1", CardID: "c1", Status: storage.ECardActive}, nil
 }
+func (r *registry) CardByNumber(context.Context, string) (storage.Card, error) {
+	return storage.Card{ID: "c1", Number: "A12345678", Status: storage.CardActive}, nil
+}
 func (r *registry) Holder(context.Context, string) (storage.Holder, error) {
 	return storage.Holder{ID: "h1", Name: "李明", SSNMasked: "4101**********2015"}, nil
 }

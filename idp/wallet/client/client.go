@@ -186,3 +186,15 @@ func (c *Client) Certify(ctx context.Context, evidence func(challenge string) (s
 	}, &out)
 	return out, err
 }
+
+// CertifyFamily starts the eligibility check for the holder of cardNumber
+// (this device's holder must have a registered authorisation); evidence is
+// the holder's own liveness for their e-card, bound to the request's jti.
+func (c *Client) CertifyFamily(ctx context.Context, cardNumber string, evidence func(challenge string) (string, error)) (json.RawMessage, error) {
+	var out json.RawMessage
+	err := c.doWith(ctx, "/wallet/v1/certify/family", func(jti string) (any, error) {
+		ev, err := evidence(jti)
+		return wallet.FamilyCertifyRequest{CardNumber: cardNumber, Liveness: ev}, err
+	}, &out)
+	return out, err
+}
