@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"time"
 
-	qrcode "github.com/skip2/go-qrcode"
-
 	"github.com/essc-project/essc/storage"
 )
 
@@ -271,7 +269,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 // frameBody is the current frame for the page's animation.
 type frameBody struct {
 	Payload string `json:"payload"`
-	Image   string `json:"image"` // data:image/png;base64,…
+	Image   string `json:"image"` // data:image/svg+xml;base64,… (frame.png has the PNG)
 	NextMS  int64  `json:"next_ms"`
 	Elderly bool   `json:"elderly"`
 }
@@ -325,7 +323,7 @@ func (h *Handler) framePNG(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) frameBody(v View) (frameBody, error) {
 	f := h.s.CurrentFrame(v)
-	img, err := QRImage(f.String(), v.Elderly)
+	img, err := QRSVG(f.String())
 	if err != nil {
 		return frameBody{}, err
 	}
@@ -334,18 +332,8 @@ func (h *Handler) frameBody(v View) (frameBody, error) {
 		interval = ElderlyFrameInterval
 	}
 	next := v.CreatedAt.Add(time.Duration(f.Elapsed)*time.Second + interval).Sub(h.s.now())
-	return frameBody{Payload: f.String(), Image: "data:image/png;base64," + base64.StdEncoding.EncodeToString(img),
+	return frameBody{Payload: f.String(), Image: "data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString([]byte(img)),
 		NextMS: max(next.Milliseconds(), 100), Elderly: v.Elderly}, nil
-}
-
-// QRImage renders payload as a PNG. Error correction level M (15 %) keeps the
-// symbol at version 6–7 for a ~100-byte payload, so modules stay large enough
-// for phone cameras at arm's length while a smudged or partly glared screen
-// still scans. The PNG has 2 pixels per module (≈100 px, cheap to encode
-// every second); the page scales it up with image-rendering: pixelated, to
-// 288 px, or 560 px in elderly mode.
-func QRImage(payload string, _ bool) ([]byte, error) {
-	return qrcode.Encode(payload, qrcode.Medium, -2)
 }
 
 func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
@@ -411,6 +399,7 @@ type pageData struct {
 	Purpose   string
 	Data      []string
 	Frame     frameBody
+	QRSrc     template.URL // our own data: URI (html/template would blank an untyped one)
 	AppLink   template.URL
 	Message   string
 	CSSPath   string
@@ -431,6 +420,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, v View) {
 			return
 		}
 		d.Frame = fb
+		d.QRSrc = template.URL(fb.Image)
 		d.AppLink = template.URL(fb.Payload) // essc:// same-device link, our own payload only
 	case StateScanned:
 		d.Message = "已扫码，请在手机上选择与下方相同的数字并确认。"

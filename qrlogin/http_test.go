@@ -3,6 +3,7 @@ package qrlogin_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"image"
@@ -10,6 +11,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,7 +88,7 @@ func runBrowserHTTP(t *testing.T, open opener) {
 		if hdr.Get("X-Frame-Options") != "DENY" || hdr.Get("Referrer-Policy") != "no-referrer" || hdr.Get("Cache-Control") != "no-store" {
 			t.Errorf("headers %v", hdr)
 		}
-		for _, want := range []string{`lang="zh-CN"`, "省网上服务大厅", "portal.example.gov.cn", `alt="登录二维码`, `href="essc://login?v=1&amp;t=` + b.txn} {
+		for _, want := range []string{`lang="zh-CN"`, "省网上服务大厅", "portal.example.gov.cn", `alt="登录二维码`, `href="essc://login?v=1&amp;t=` + b.txn, `id="qr-img" src="data:image/svg`} {
 			if !strings.Contains(body, want) {
 				t.Errorf("page lacks %q", want)
 			}
@@ -152,6 +155,27 @@ func runBrowserHTTP(t *testing.T, open opener) {
 		var s struct{ State, Error string }
 		if code := b.getJSON("/frame", &s); code != http.StatusConflict || s.State != "scanned" {
 			t.Fatalf("fail/frame after scan: %d %+v", code, s)
+		}
+	})
+
+	t.Run("ok/frame-svg-decodes-to-the-payload", func(t *testing.T) {
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		var f struct{ Payload, Image string }
+		if code := b.getJSON("/frame", &f); code != 200 {
+			t.Fatalf("frame: %d", code)
+		}
+		b64, ok := strings.CutPrefix(f.Image, "data:image/svg+xml;base64,")
+		if !ok {
+			t.Fatalf("image %.40s", f.Image)
+		}
+		svg, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := decodeQRImage(t, rasterSVG(t, string(svg), 6)); got != f.Payload {
+			t.Fatalf("SVG decodes to %q, payload %q", got, f.Payload)
 		}
 	})
 
@@ -573,7 +597,42 @@ func decodeQR(t *testing.T, b []byte) string {
 			big.Set(x, y, img.At(x/4, y/4))
 		}
 	}
-	bmp, err := gozxing.NewBinaryBitmapFromImage(big)
+	return decodeQRImage(t, big)
+}
+
+// rasterSVG paints QRSVG's output (a white rect, then one path of
+// "M x yhNv1h-Nz" runs) at scale pixels per module.
+func rasterSVG(t *testing.T, svg string, scale int) image.Image {
+	t.Helper()
+	m := regexp.MustCompile(`viewBox="0 0 (\d+) (\d+)"`).FindStringSubmatch(svg)
+	if m == nil {
+		t.Fatalf("no viewBox: %.100s", svg)
+	}
+	n, _ := strconv.Atoi(m[1])
+	img := image.NewGray(image.Rect(0, 0, n*scale, n*scale))
+	for i := range img.Pix {
+		img.Pix[i] = 0xff
+	}
+	runs := regexp.MustCompile(`M(\d+) (\d+)h(\d+)v1h-(\d+)z`).FindAllStringSubmatch(svg, -1)
+	if len(runs) == 0 {
+		t.Fatalf("no modules: %.200s", svg)
+	}
+	for _, r := range runs {
+		x, _ := strconv.Atoi(r[1])
+		y, _ := strconv.Atoi(r[2])
+		w, _ := strconv.Atoi(r[3])
+		for py := y * scale; py < (y+1)*scale; py++ {
+			for px := x * scale; px < (x+w)*scale; px++ {
+				img.Pix[py*img.Stride+px] = 0
+			}
+		}
+	}
+	return img
+}
+
+func decodeQRImage(t *testing.T, img image.Image) string {
+	t.Helper()
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,7 +69,7 @@ type env struct {
 	obs     *observer
 	srv     *httptest.Server
 	store   storage.Sessions
-	replica func(*testing.T) storage.Sessions
+	replica func(testing.TB) storage.Sessions
 }
 
 // generous limits: the tests that are not about rate limiting never hit one.
@@ -80,7 +80,7 @@ var frameKey = []byte("0123456789abcdef0123456789abcdef")
 // opener opens a fresh store for one test and returns it with a function
 // that opens another replica's view of the same data (for Redis a second
 // client and pub/sub connection; for memory the same store).
-type opener func(t *testing.T, clock *storagetest.Clock) (storage.Sessions, func(*testing.T) storage.Sessions)
+type opener func(t testing.TB, clock *storagetest.Clock) (storage.Sessions, func(testing.TB) storage.Sessions)
 
 // backends yields the stores the tests run on: memory always, Redis when
 // ESSC_TEST_REDIS_URL is set (and then it must be reachable).
@@ -88,18 +88,18 @@ func backends(t testing.TB) map[string]opener {
 	lookup := func(context.Context, string) (fosite.Client, error) { return &fosite.DefaultClient{ID: "c"}, nil }
 	newSess := func() fosite.Session { return &openid.DefaultSession{} }
 	out := map[string]opener{
-		"memory": func(t *testing.T, clock *storagetest.Clock) (storage.Sessions, func(*testing.T) storage.Sessions) {
+		"memory": func(t testing.TB, clock *storagetest.Clock) (storage.Sessions, func(testing.TB) storage.Sessions) {
 			s, err := memory.New(memory.Config{Now: clock.Now, Lookup: lookup, NewSession: newSess})
 			if err != nil {
 				t.Fatal(err)
 			}
-			return s, func(*testing.T) storage.Sessions { return s }
+			return s, func(testing.TB) storage.Sessions { return s }
 		},
 	}
 	if u := os.Getenv("ESSC_TEST_REDIS_URL"); u != "" {
-		out["redis"] = func(t *testing.T, clock *storagetest.Clock) (storage.Sessions, func(*testing.T) storage.Sessions) {
+		out["redis"] = func(t testing.TB, clock *storagetest.Clock) (storage.Sessions, func(testing.TB) storage.Sessions) {
 			prefix := fmt.Sprintf("essc-test-qr-%d:", time.Now().UnixNano())
-			replica := func(t *testing.T) storage.Sessions {
+			replica := func(t testing.TB) storage.Sessions {
 				opt, err := goredis.ParseURL(u)
 				if err != nil {
 					t.Fatal(err)

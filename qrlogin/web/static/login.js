@@ -73,7 +73,8 @@
   } else {
     poll();
   }
-  nextFrame();
+  // The page came with the current frame: fetch the next one when it is due.
+  setTimeout(nextFrame, parseInt(root.dataset.nextMs, 10) || 0);
   setInterval(function () {
     if (remaining > 0) { remaining--; var el = document.getElementById("remaining"); if (el) el.textContent = remaining; }
     if (remaining === 0 && state === "pending" && !done) apply({ state: "expired" });
