@@ -7,11 +7,13 @@ import (
 	qrcode "github.com/skip2/go-qrcode"
 )
 
-// Error correction level M (15 %) keeps the symbol at version 6 for a
-// ~100-byte payload (41×41 modules), so modules stay large enough for phone
-// cameras at arm's length while a smudged or partly glared screen still
-// scans; level H would grow the symbol to version 9 (53×53) and shrink each
-// module by a quarter at the same on-screen size.
+// Error correction level M (15 %) keeps a frame payload (72 bytes with a
+// 3-digit frame number) at symbol version 5, 37×37 modules: on the 288 px
+// page that is about 6 px per module, large enough for a phone camera at
+// arm's length, and 15 % of the symbol may be lost to glare or a smudged
+// screen. Level Q needs version 6 and H version 7 (45×45): each module
+// about a fifth smaller at the same size, harder to focus on from afar, for
+// damage resistance a lit screen rarely needs (TestQRVersion).
 const qrLevel = qrcode.Medium
 
 // QRImage renders payload as a PNG (the frame.png endpoint, and clients that

@@ -36,22 +36,32 @@ type Frame struct {
 
 // String renders the payload encoded in the QR image.
 func (f Frame) String() string {
-	return payloadPrefix + "v=1&t=" + f.Txn + "&e=" + strconv.Itoa(f.Elapsed) +
-		"&c=" + base64.RawURLEncoding.EncodeToString(f.MAC)
+	b := make([]byte, 0, len(payloadPrefix)+len(f.Txn)+40)
+	b = append(b, payloadPrefix...)
+	b = append(b, "v=1&t="...)
+	b = append(b, f.Txn...)
+	b = append(b, "&e="...)
+	b = strconv.AppendInt(b, int64(f.Elapsed), 10)
+	b = append(b, "&c="...)
+	b = base64.RawURLEncoding.AppendEncode(b, f.MAC)
+	return string(b)
 }
 
-// frameMAC is HMAC-SM3(frame key, "essc-qr-v1" | txn | e | client), truncated
-// to 128 bits. The client id is not in the payload: a frame copied from one
-// relying party's page cannot be replayed into another's transaction.
+// frameMAC is HMAC-SM3(frame key, "essc-qr-v1" 0x00 txn 0x00 e 0x00 client),
+// truncated to 128 bits. The client id is not in the payload: a frame copied
+// from one relying party's page cannot be replayed into another's
+// transaction.
 func frameMAC(key []byte, txn string, elapsed int, clientID string) []byte {
+	var buf [128]byte
+	msg := append(buf[:0], "essc-qr-v1\x00"...)
+	msg = append(msg, txn...)
+	msg = append(msg, 0)
+	msg = strconv.AppendInt(msg, int64(elapsed), 10)
+	msg = append(msg, 0)
+	msg = append(msg, clientID...)
 	m := hmac.New(sm3.New, key)
-	m.Write([]byte("essc-qr-v1\x00"))
-	m.Write([]byte(txn))
-	m.Write([]byte{0})
-	m.Write([]byte(strconv.Itoa(elapsed)))
-	m.Write([]byte{0})
-	m.Write([]byte(clientID))
-	return m.Sum(nil)[:macLen]
+	m.Write(msg)
+	return m.Sum(make([]byte, 0, sm3.Size))[:macLen]
 }
 
 // ParsePayload parses a scanned payload strictly: the exact scheme, exactly

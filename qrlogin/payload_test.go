@@ -1,10 +1,61 @@
 package qrlogin
 
 import (
+	"bytes"
+	"crypto/hmac"
 	"errors"
 	"strings"
 	"testing"
+
+	qrcode "github.com/skip2/go-qrcode"
+	tjsm3 "github.com/tjfoc/gmsm/sm3"
 )
+
+// TestQRVersion pins the symbol size the error-correction choice relies on:
+// the longest frame a transaction shows (frame number ≤ TTL) is version 5.
+func TestQRVersion(t *testing.T) {
+	f := Frame{Txn: "AAAAAAAAAAAAAAAAAAAAAA", Elapsed: 120 + 60, MAC: make([]byte, macLen)}
+	q, err := qrcode.New(f.String(), qrLevel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.VersionNumber > 5 {
+		t.Fatalf("payload %q needs version %d", f.String(), q.VersionNumber)
+	}
+}
+
+// TestFrameMACIndependent checks frameMAC against HMAC over another SM3
+// implementation, over the documented message layout (docs/PROTOCOL.md):
+// a change of layout or hash breaks frames across a rolling deployment.
+func TestFrameMACIndependent(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	for _, c := range []struct {
+		txn     string
+		elapsed int
+		client  string
+	}{{"AAAAAAAAAAAAAAAAAAAAAA", 0, "portal"}, {"q83vEjRWeJCrze8SNFZ4kA", 115, "客户端-1"}} {
+		m := hmac.New(tjsm3.New, key)
+		m.Write([]byte("essc-qr-v1\x00" + c.txn + "\x00" + itoa(c.elapsed) + "\x00" + c.client))
+		want := m.Sum(nil)[:16]
+		if got := frameMAC(key, c.txn, c.elapsed, c.client); !bytes.Equal(got, want) {
+			t.Errorf("%+v: %x, want %x", c, got, want)
+		}
+	}
+	if bytes.Equal(frameMAC(key, "AAAAAAAAAAAAAAAAAAAAAA", 1, "a"), frameMAC(key, "AAAAAAAAAAAAAAAAAAAAAA", 1, "b")) {
+		t.Error("fail/client id not bound")
+	}
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; n > 0; n /= 10 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+	}
+	return string(b)
+}
 
 func TestParsePayload(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
