@@ -7,11 +7,15 @@
 // the store's pub/sub. The browser side (Handler) renders the zh-CN login
 // page with an animated QR (HMAC-SM3 frames, 1 s; elderly mode 5 s with a
 // typed fallback code), follows the state by SSE or long-poll, and collects
-// the approval only with the HttpOnly browser-binding cookie. The app side
+// the approval only with the HttpOnly browser-binding cookie. Frames are
+// drawn as SVG for the page and PNG at /frame.png (QRSVG, QRImage). A lost or
+// cancelled card that scans or confirms denies the transaction with
+// ReasonCardInvalid so the page can say why. The app side
 // (Scan, Confirm, Deny, ResolveCode) is called by the wallet API after it has
 // authenticated the device key.
 //
 // qrlogin declares the small interfaces it needs (Store, HolderCheck,
-// Completer, ConsentChecker, Observer) and never imports idp or a concrete
-// storage backend.
+// Completer, ConsentChecker, Observer) and must not import idp, cmd or a
+// concrete storage backend (.ci/imports.sh); tests use storage/memory and,
+// with ESSC_TEST_REDIS_URL, storage/redis.
 package qrlogin

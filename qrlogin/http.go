@@ -218,6 +218,10 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := h.s.allow(r.Context(), "qr:sse:"+v.Txn, h.s.cfg.Limits.StreamsPerTxn, time.Minute); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		h.fail(w, r, errors.New("qrlogin: streaming unsupported"))

@@ -238,6 +238,31 @@ func runBrowserHTTP(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("fail/event-streams-per-transaction-limited", func(t *testing.T) {
+		lim := generous
+		lim.StreamsPerTxn = 2
+		e := newEnvLimits(t, open, lim)
+		b := e.browser(t)
+		b.open("")
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		codes := map[int]int{}
+		for range 3 {
+			r, _ := http.NewRequestWithContext(ctx, "GET", e.srv.URL+qrlogin.Base+b.txn+"/events", nil)
+			resp, err := b.c.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			codes[resp.StatusCode]++
+			if resp.StatusCode != 200 {
+				resp.Body.Close()
+			}
+		}
+		if codes[200] != 2 || codes[http.StatusTooManyRequests] != 1 {
+			t.Fatalf("streams: %v", codes)
+		}
+	})
+
 	t.Run("fail/transactions-per-ip-limited", func(t *testing.T) {
 		lim := generous
 		lim.TxnPerIP = 2

@@ -73,7 +73,7 @@ type env struct {
 }
 
 // generous limits: the tests that are not about rate limiting never hit one.
-var generous = qrlogin.Limits{TxnPerIP: 1000, PollsPerTxn: 1000, FramesPerTxn: 1000, ScansPerDevice: 1000, LookupsPerIP: 20}
+var generous = qrlogin.Limits{TxnPerIP: 1000, PollsPerTxn: 1000, FramesPerTxn: 1000, ScansPerDevice: 1000, LookupsPerIP: 20, StreamsPerTxn: 1000}
 
 var frameKey = []byte("0123456789abcdef0123456789abcdef")
 

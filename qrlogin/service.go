@@ -57,7 +57,6 @@ type Store interface {
 	storage.QRStore
 	storage.RateLimiter
 	storage.OnceStore
-	storage.SSOStore
 }
 
 // HolderCheck re-checks, live, that the holder's e-card and card are active
@@ -201,10 +200,11 @@ type Limits struct {
 	FramesPerTxn   int // frame fetches per transaction per minute (default 90)
 	ScansPerDevice int // scan attempts per device per minute (default 20)
 	LookupsPerIP   int // status/frame requests for unknown transactions per IP per minute (default 30)
+	StreamsPerTxn  int // event streams opened per transaction per minute (default 10; each holds a subscription)
 }
 
 // DefaultLimits are used for zero fields of Config.Limits.
-var DefaultLimits = Limits{TxnPerIP: 30, PollsPerTxn: 2, FramesPerTxn: 90, ScansPerDevice: 20, LookupsPerIP: 30}
+var DefaultLimits = Limits{TxnPerIP: 30, PollsPerTxn: 2, FramesPerTxn: 90, ScansPerDevice: 20, LookupsPerIP: 30, StreamsPerTxn: 10}
 
 // Timing of frames (normal and elderly mode), DESIGN.md §7.
 const (
@@ -252,7 +252,7 @@ func New(cfg Config) (*Service, error) {
 	}{
 		{&l.TxnPerIP, DefaultLimits.TxnPerIP}, {&l.PollsPerTxn, DefaultLimits.PollsPerTxn},
 		{&l.FramesPerTxn, DefaultLimits.FramesPerTxn}, {&l.ScansPerDevice, DefaultLimits.ScansPerDevice},
-		{&l.LookupsPerIP, DefaultLimits.LookupsPerIP},
+		{&l.LookupsPerIP, DefaultLimits.LookupsPerIP}, {&l.StreamsPerTxn, DefaultLimits.StreamsPerTxn},
 	} {
 		if *p.v <= 0 {
 			*p.v = p.d
