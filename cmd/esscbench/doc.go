@@ -1,0 +1,36 @@
+// Command esscbench is essc's bounded load generator (issue 9). It drives a
+// running esscd on loopback — or one it spawns itself (--spawn) — through
+// real HTTP with keep-alive, and reports per scenario: operations and
+// requests per second, p50/p90/p99/max per step, errors by kind, server CPU
+// seconds per operation (delta of process_cpu_seconds_total on /metrics),
+// Redis commands per operation (INFO commandstats delta, with --redis-addr),
+// and the server's RSS. Results are printed as a table and written as JSON
+// and as an SVG chart (throughput and p99 per scenario).
+//
+// Every run also times a fixed reference in-process (raw SM2 sign and
+// verify with github.com/emmansun/gmsm), so results carry ratios to the
+// machine's cryptographic speed measured in the same run; `esscbench check`
+// compares those ratios with a committed baseline (testdata/bench-baseline.json)
+// and fails on a regression beyond the tolerance. Absolute times are never
+// compared.
+//
+// Scenarios (each operation is every HTTP request of one user action):
+//
+//	client_credentials_gm    gm client, private_key_jwt (SM2SM3 assertion) → SM2SM3 JWT access token
+//	client_credentials_intl  intl client, client_secret_basic → ES256 JWT access token
+//	introspect               RFC 7662 introspection of the caller's own token
+//	qr-login                 full QR login: simulated browser (authorize+PKCE, frame, status,
+//	                         complete) and simulated app (SM2 device-key proofs, scan, PIN
+//	                         confirm), code exchange with an SM2SM3 assertion, userinfo
+//	refresh                  refresh-token rotation (each worker logs in once by QR first)
+//	entitlement-batch        POST /entitlement/v1/status with --batch SSNs of registered beneficiaries
+//	presentation-code        app issues a 展码 and a counter client redeems it
+//
+// The tool refuses any target that is not a loopback address: it is a
+// measuring instrument, never a way to load someone else's server. Load is
+// bounded: a request count or a duration, a worker cap, a total cap.
+//
+// It imports the wallet client (idp/wallet/client) and signing to act as the
+// app and the relying parties; it must not import the server's internals
+// (cmd/esscd, storage backends): everything goes over HTTP.
+package main

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"maps"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// ScenarioResult is one scenario's measured figures.
+type ScenarioResult struct {
+	Name       string         `json:"name"`
+	Workers    int            `json:"workers"`
+	Ops        int            `json:"ops"`       // successful operations
+	Errors     map[string]int `json:"errors"`    // failed operations by kind
+	Seconds    float64        `json:"seconds"`   // wall time of the measured phase
+	OpsPerSec  float64        `json:"ops_per_s"` // successful operations per second
+	ReqPerSec  float64        `json:"req_per_s"` // HTTP requests of successful steps per second
+	ItemsPerOp int            `json:"items_per_op"`
+	Op         StepStats      `json:"op"` // whole-operation latency
+	Steps      []StepStats    `json:"steps"`
+	// ServerCPUMSPerOp is the server's CPU time (user+system) per successful
+	// operation, from process_cpu_seconds_total; -1 when not measured.
+	ServerCPUMSPerOp float64 `json:"server_cpu_ms_per_op"`
+	// RedisCmdsPerOp is Redis commands per operation (all clients of that
+	// Redis); -1 when --redis-addr was not given.
+	RedisCmdsPerOp float64 `json:"redis_cmds_per_op"`
+	RSSMiB         float64 `json:"server_rss_mib"` // after the run
+	// ThroughputRatio is OpsPerSec × the reference SM2 sign time: operations
+	// completed per reference-sign-time. CPURatio is ServerCPU per op ÷ the
+	// reference sign time: how many raw SM2 signatures' worth of server CPU
+	// one operation costs. Both are what bench-check compares.
+	ThroughputRatio float64 `json:"throughput_ratio"`
+	CPURatio        float64 `json:"cpu_ratio"`
+}
+
+// ErrorCount is the number of failed operations.
+func (r ScenarioResult) ErrorCount() int {
+	n := 0
+	for _, v := range r.Errors {
+		n += v
+	}
+	return n
+}
+
+// observer reads the server-side counters around a run.
+type observer struct {
+	e     *env
+	redis *goredis.Client // nil: not measured
+}
+
+type snapshot struct {
+	stats serverStats
+	ok    bool
+	cmds  int64
+	cmdOK bool
+}
+
+func (o *observer) snap(ctx context.Context) snapshot {
+	var s snapshot
+	var err error
+	s.stats, err = scrape(ctx, o.e.http, o.e.base)
+	s.ok = err == nil
+	if o.redis != nil {
+		s.cmds, err = redisCommands(ctx, o.redis)
+		s.cmdOK = err == nil
+	}
+	return s
+}
+
+// runScenario warms up, then runs op on cfg.Workers workers until the
+// request count or the duration is reached, and summarises.
+func runScenario(ctx context.Context, e *env, obs *observer, name string, items int, op opFunc, profile func(context.Context)) ScenarioResult {
+	cfg := e.cfg
+	// Warm-up: connections, caches, JIT-free but lazy paths. Untimed.
+	warm := newRecorder()
+	for i := range min(cfg.Warmup, 1000) {
+		if op(ctx, i%cfg.Workers, warm) != nil && ctx.Err() != nil {
+			break
+		}
+	}
+	before := obs.snap(ctx)
+	var remaining atomic.Int64
+	remaining.Store(int64(cfg.Requests))
+	deadline := time.Now().Add(cfg.Duration)
+	recs := make([]*recorder, cfg.Workers)
+	var wg sync.WaitGroup
+	pctx, stopProfile := context.WithCancel(ctx)
+	if profile != nil {
+		wg.Go(func() { profile(pctx) })
+	}
+	start := time.Now()
+	var work sync.WaitGroup
+	for w := range cfg.Workers {
+		rec := newRecorder()
+		recs[w] = rec
+		work.Go(func() {
+			for ctx.Err() == nil {
+				if cfg.Requests > 0 {
+					if remaining.Add(-1) < 0 {
+						return
+					}
+				} else if !time.Now().Before(deadline) {
+					return
+				}
+				t0 := time.Now()
+				if err := op(ctx, w, rec); err != nil {
+					rec.errors[errKind(err)]++
+					continue
+				}
+				rec.ops++
+				rec.add("\x00op", time.Since(t0))
+			}
+		})
+	}
+	work.Wait()
+	elapsed := time.Since(start)
+	stopProfile()
+	wg.Wait()
+	after := obs.snap(ctx)
+
+	all := newRecorder()
+	for _, r := range recs {
+		all.merge(r)
+	}
+	res := ScenarioResult{Name: name, Workers: cfg.Workers, Ops: all.ops, Errors: maps.Clone(all.errors),
+		Seconds: round(elapsed.Seconds(), 3), ItemsPerOp: items, ServerCPUMSPerOp: -1, RedisCmdsPerOp: -1}
+	requests := 0
+	for _, n := range all.order {
+		if n == "\x00op" {
+			res.Op = Summarise("op", all.steps[n])
+			continue
+		}
+		requests += len(all.steps[n])
+		res.Steps = append(res.Steps, Summarise(n, all.steps[n]))
+	}
+	if s := elapsed.Seconds(); s > 0 {
+		res.OpsPerSec = round(float64(all.ops)/s, 1)
+		res.ReqPerSec = round(float64(requests)/s, 1)
+	}
+	if before.ok && after.ok {
+		if all.ops > 0 {
+			res.ServerCPUMSPerOp = round((after.stats.CPUSeconds-before.stats.CPUSeconds)*1000/float64(all.ops), 4)
+		}
+		res.RSSMiB = round(after.stats.RSSBytes/(1<<20), 1)
+	}
+	if before.cmdOK && after.cmdOK && all.ops > 0 {
+		res.RedisCmdsPerOp = round(float64(after.cmds-before.cmds-1)/float64(all.ops), 2) // -1: our own INFO
+	}
+	return res
+}
+
+// applyReference fills the ratios from the run's reference measurement.
+func (r *ScenarioResult) applyReference(ref Reference) {
+	if ref.SM2SignNS <= 0 {
+		return
+	}
+	r.ThroughputRatio = round(r.OpsPerSec*ref.SM2SignNS/1e9, 5)
+	if r.ServerCPUMSPerOp > 0 {
+		r.CPURatio = round(r.ServerCPUMSPerOp*1e6/ref.SM2SignNS, 3)
+	}
+}
+
+func round(v float64, digits int) float64 {
+	p := math.Pow10(digits)
+	return math.Round(v*p) / p
+}
