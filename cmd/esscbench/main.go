@@ -465,3 +465,12 @@ func machine() Machine {
 	}
 	return m
 }
+
+// urlHost returns host:port of a URL (e.g. the Redis URL for --redis-addr).
+func urlHost(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("esscbench: %q has no host", s)
+	}
+	return u.Host, nil
+}
