@@ -33,9 +33,37 @@ lint:
 	$(GO) run $(STATICCHECK) $(PKGS)
 	bash .ci/imports.sh
 
-## bench: micro-benchmarks (see docs/PERFORMANCE.md).
+## bench: micro-benchmarks (signing, storage, idp token endpoint) then short load runs (bench-load);
+## figures and how to read them: docs/PERFORMANCE.md.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./signing/ ./storage/...
+	$(GO) test -run '^$$' -bench ClientCredentials -benchtime 2000x -count=1 ./idp/
+	$(MAKE) bench-load
+
+# Load runs: every esscbench scenario against a spawned esscd, on the embedded default and, when
+# ESSC_TEST_REDIS_URL and ESSC_TEST_DATABASE_URL are set, on Redis + PostgreSQL. Reports (JSON),
+# the chart (SVG) and the table land in BENCH_OUT. bench-check compares them with the committed
+# baseline as ratios to an SM2 reference measured in the same run (never absolute times).
+BENCH_OUT      ?= $(BIN)/bench
+BENCH_REQUESTS ?= 2000
+BENCH_OPS      ?= qr-login=600,refresh=1000,entitlement-batch=100,presentation-code=1000
+BENCH_WORKERS  ?= 64
+BENCH_ARGS      = --requests $(BENCH_REQUESTS) --ops $(BENCH_OPS) --workers $(BENCH_WORKERS)
+
+.PHONY: bench-load bench-check
+bench-load: build
+	@mkdir -p $(BENCH_OUT) && rm -f $(BENCH_OUT)/*.json
+	$(BIN)/esscbench run --spawn $(BENCH_ARGS) --json $(BENCH_OUT)/embedded.json
+	@if [ -n "$$ESSC_TEST_REDIS_URL" ] && [ -n "$$ESSC_TEST_DATABASE_URL" ]; then \
+	  echo '$(BIN)/esscbench run --spawn --spawn-redis $$ESSC_TEST_REDIS_URL --spawn-database $$ESSC_TEST_DATABASE_URL $(BENCH_ARGS)'; \
+	  $(BIN)/esscbench run --spawn --spawn-redis "$$ESSC_TEST_REDIS_URL" --spawn-database "$$ESSC_TEST_DATABASE_URL" \
+	    $(BENCH_ARGS) --json $(BENCH_OUT)/redis-postgres.json; \
+	else echo 'ESSC_TEST_REDIS_URL / ESSC_TEST_DATABASE_URL not set: Redis+PostgreSQL load run skipped'; fi
+	$(BIN)/esscbench chart -o $(BENCH_OUT)/chart.svg $(BENCH_OUT)/*.json
+
+## bench-check: fails when a scenario's throughput or CPU ratio regressed > 15 % against testdata/bench-baseline.json.
+bench-check: bench-load
+	$(BIN)/esscbench check --baseline testdata/bench-baseline.json --tolerance 0.15 $(BENCH_OUT)/*.json
 
 ## fuzz: each fuzz target for FUZZTIME (longer than the smoke run in `make test`).
 fuzz:

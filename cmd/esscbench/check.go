@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 )
 
 // Baseline is testdata/bench-baseline.json: reports of a reference run on
@@ -24,6 +25,7 @@ type CheckLine struct {
 	Baseline, Current       float64
 	Change                  float64 // relative change, positive = worse
 	Failed                  bool
+	Skipped                 bool // the whole label was not run (e.g. no Redis/PostgreSQL configured)
 	Reason                  string
 }
 
@@ -31,7 +33,8 @@ type CheckLine struct {
 // current, on ratios only: the throughput ratio may not fall and the CPU
 // ratio may not rise by more than tolerance (0.15 = 15 %). A baseline
 // scenario missing from current, or one with more than 1 % failed
-// operations, fails too. It returns every line and ErrRegression (wrapped)
+// operations, fails too. A label (backend) absent from current is reported
+// as skipped, not failed: the run may lack Redis/PostgreSQL. It returns every line and ErrRegression (wrapped)
 // if any failed.
 func Check(base Baseline, current []Report, tolerance float64) ([]CheckLine, error) {
 	var lines []CheckLine
@@ -50,6 +53,10 @@ func Check(base Baseline, current []Report, tolerance float64) ([]CheckLine, err
 	}
 	failed := 0
 	for _, br := range base.Reports {
+		if !slices.ContainsFunc(current, func(r Report) bool { return r.Label == br.Label }) {
+			lines = append(lines, CheckLine{Label: br.Label, Scenario: "*", Metric: "-", Skipped: true, Reason: "backend not run"})
+			continue
+		}
 		for _, bs := range br.Scenarios {
 			cs, ok := find(br.Label, bs.Name)
 			if !ok {
@@ -94,6 +101,8 @@ func WriteCheck(w io.Writer, lines []CheckLine) {
 		status := "ok  "
 		if l.Failed {
 			status = "FAIL"
+		} else if l.Skipped {
+			status = "SKIP"
 		}
 		fmt.Fprintf(w, "%s %-16s %-24s %-17s base %-10.4g now %-10.4g %+6.1f %% %s\n", status, l.Label, l.Scenario, l.Metric,
 			l.Baseline, l.Current, l.Change*100, l.Reason)

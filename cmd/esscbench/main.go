@@ -23,15 +23,16 @@ import (
 
 // Config is a validated `esscbench run` configuration.
 type Config struct {
-	Target        string        // http://127.0.0.1:PORT of a running esscd (or "" with Spawn)
-	Data          string        // that server's data directory (admin-client.json)
-	Spawn         bool          // start esscd ourselves
-	Esscd         string        // esscd executable for Spawn
-	SpawnDatabase string        // registry URL for the spawned server ("" → SQLite)
-	SpawnRedis    string        // Redis URL for the spawned server ("" → memory)
-	Scenarios     []string      // in run order
-	Requests      int           // operations per scenario (exclusive with Duration)
-	Duration      time.Duration // measured time per scenario
+	Target        string         // http://127.0.0.1:PORT of a running esscd (or "" with Spawn)
+	Data          string         // that server's data directory (admin-client.json)
+	Spawn         bool           // start esscd ourselves
+	Esscd         string         // esscd executable for Spawn
+	SpawnDatabase string         // registry URL for the spawned server ("" → SQLite)
+	SpawnRedis    string         // Redis URL for the spawned server ("" → memory)
+	Scenarios     []string       // in run order
+	Requests      int            // operations per scenario (exclusive with Duration)
+	Ops           map[string]int // per-scenario operation counts overriding Requests
+	Duration      time.Duration  // measured time per scenario
 	Workers       int
 	Warmup        int // untimed operations before each scenario
 	Phones        int // 0: sized from the load
@@ -53,13 +54,25 @@ const (
 	maxDuration = 10 * time.Minute
 )
 
+// opsFor is the operation count of scenario name (0 in duration mode).
+func (c Config) opsFor(name string) int {
+	if n, ok := c.Ops[name]; ok && c.Requests > 0 {
+		return n
+	}
+	return c.Requests
+}
+
 // phonesNeeded sizes the phone pool: a device may scan 20 times a minute.
 func (c Config) phonesNeeded() int {
 	if c.Phones > 0 {
 		return c.Phones
 	}
 	if c.Requests > 0 {
-		return min(c.Requests/18+c.Workers+1, 3000)
+		n := c.Requests
+		for _, v := range c.Ops {
+			n = max(n, v)
+		}
+		return min(n/18+c.Workers+1, 3000)
 	}
 	return min(max(256, 2*c.Workers), 3000)
 }
@@ -70,7 +83,7 @@ func parseRun(args []string, stderr io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("esscbench run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var scen string
+	var scen, ops string
 	fs.StringVar(&c.Target, "target", "", "base URL of a running esscd on loopback, e.g. http://127.0.0.1:8080")
 	fs.StringVar(&c.Data, "data", "", "the target's data directory (its admin-client.json creates the bench clients)")
 	fs.BoolVar(&c.Spawn, "spawn", false, "start esscd on a free loopback port with a temporary data directory")
@@ -79,13 +92,14 @@ func parseRun(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.SpawnRedis, "spawn-redis", "", "Redis URL for the spawned esscd's sessions (a random prefix is used and deleted)")
 	fs.StringVar(&scen, "scenarios", strings.Join(scenarioList, ","), "comma-separated scenarios: "+strings.Join(scenarioList, ", "))
 	fs.IntVar(&c.Requests, "requests", 0, "operations per scenario (exclusive with --duration)")
+	fs.StringVar(&ops, "ops", "", "per-scenario operation counts overriding --requests, e.g. entitlement-batch=200,qr-login=1000")
 	fs.DurationVar(&c.Duration, "duration", 0, "measured time per scenario (exclusive with --requests)")
 	fs.IntVar(&c.Workers, "workers", 64, "concurrent workers (connections)")
 	fs.IntVar(&c.Warmup, "warmup", -1, "untimed operations before each scenario (default: one per worker)")
 	fs.IntVar(&c.Phones, "phones", 0, "simulated phones (0: sized from the load; each may scan 20 times a minute)")
 	fs.IntVar(&c.Batch, "batch", 1000, "SSNs per entitlement batch-status call")
 	fs.IntVar(&c.Beneficiaries, "beneficiaries", 2000, "beneficiaries registered for entitlement-batch")
-	fs.StringVar(&c.RedisAddr, "redis-addr", "", "host:port of the server's Redis, for Redis commands per operation")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "", "host:port of the server's Redis, for Redis commands per operation (default: --spawn-redis's host)")
 	fs.StringVar(&c.Label, "label", "", "name of this run in reports (default embedded or redis+postgres)")
 	fs.StringVar(&c.JSON, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&c.SVG, "svg", "", "write the chart (throughput and p99 per scenario) to this file")
@@ -130,6 +144,9 @@ func parseRun(args []string, stderr io.Writer) (Config, error) {
 		} else if err := CheckLoopbackAddr(u.Host); err != nil {
 			bad("%s: %w", f.name, err)
 		}
+	}
+	if c.RedisAddr == "" && c.SpawnRedis != "" {
+		c.RedisAddr, _ = urlHost(c.SpawnRedis)
 	}
 	if c.RedisAddr != "" {
 		if err := CheckLoopbackAddr(c.RedisAddr); err != nil {
@@ -181,6 +198,21 @@ func parseRun(args []string, stderr io.Writer) (Config, error) {
 	}
 	if len(c.Scenarios) == 0 {
 		bad("--scenarios: none given")
+	}
+	if ops != "" {
+		if c.Requests <= 0 {
+			bad("--ops needs --requests")
+		}
+		c.Ops = map[string]int{}
+		for _, kv := range strings.Split(ops, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			n, err := strconv.Atoi(v)
+			if _, known := lookupScenario(k); !ok || !known || err != nil || n < 1 || n > maxRequests {
+				bad("--ops: %q is not scenario=N (1..%d)", kv, maxRequests)
+				continue
+			}
+			c.Ops[k] = n
+		}
 	}
 	if c.Profile != "" && !slices.Contains(c.Scenarios, c.ProfileOf) {
 		bad("--profile-scenario %q is not among --scenarios", c.ProfileOf)

@@ -83,6 +83,10 @@ func TestParseRun(t *testing.T) {
 		{name: "fail/scenario-twice", args: "--spawn --requests 5 --scenarios introspect,introspect", errs: []string{"twice"}},
 		{name: "fail/profile-scenario", args: "--spawn --requests 5 --scenarios introspect --profile p.out", errs: []string{"--profile-scenario"}},
 		{name: "fail/every-problem-at-once", args: "--requests 0 --workers 0 --batch 0", errs: []string{"--target or --spawn", "exactly one", "--workers", "--batch"}},
+		{name: "ok/ops", args: "--spawn --requests 5 --ops entitlement-batch=2,qr-login=9"},
+		{name: "fail/ops-unknown", args: "--spawn --requests 5 --ops nope=2", errs: []string{"--ops"}},
+		{name: "fail/ops-bad-count", args: "--spawn --requests 5 --ops qr-login=0", errs: []string{"--ops"}},
+		{name: "fail/ops-with-duration", args: "--spawn --duration 1s --ops qr-login=3", errs: []string{"--ops needs --requests"}},
 		{name: "fail/positional", args: "--spawn --requests 5 extra", errs: []string{"unexpected arguments"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,9 +117,12 @@ func TestParseRunLabels(t *testing.T) {
 	if err != nil || c.Label != "redis+postgres" {
 		t.Fatalf("label %q, %v", c.Label, err)
 	}
-	c, _ = parseRun(strings.Fields("--spawn --requests 1"), io.Discard)
-	if c.Label != "embedded" {
-		t.Fatalf("label %q", c.Label)
+	if c.RedisAddr != "127.0.0.1:6379" {
+		t.Fatalf("--redis-addr not defaulted from --spawn-redis: %q", c.RedisAddr)
+	}
+	c, _ = parseRun(strings.Fields("--spawn --requests 1 --ops qr-login=7,refresh=4000"), io.Discard)
+	if c.Label != "embedded" || c.opsFor("qr-login") != 7 || c.opsFor("introspect") != 1 || c.phonesNeeded() != 4000/18+64+1 {
+		t.Fatalf("label %q, ops %v, phones %d", c.Label, c.Ops, c.phonesNeeded())
 	}
 }
 
@@ -347,13 +354,16 @@ func TestCheck(t *testing.T) {
 		{"ok/faster", []Report{sampleReport("embedded", 9000, 0.2)}, nil},
 		{"fail/throughput", []Report{sampleReport("embedded", 3300, 0.5)}, []string{"throughput_ratio"}},
 		{"fail/cpu", []Report{sampleReport("embedded", 4000, 0.6)}, []string{"cpu_ratio"}},
-		{"fail/missing-label", []Report{sampleReport("redis+postgres", 4000, 0.5)}, []string{"-", "-"}},
+		{"ok/missing-label-skipped", []Report{sampleReport("redis+postgres", 4000, 0.5)}, nil},
+		{"fail/missing-scenario", []Report{func() Report { r := sampleReport("embedded", 4000, 0.5); r.Scenarios = r.Scenarios[:1]; return r }()}, []string{"-"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cur := tc.current
 			// The error-rate rule is exercised separately: clear the sample's one error.
 			for i := range cur {
-				cur[i].Scenarios[1].Errors = nil
+				for j := range cur[i].Scenarios {
+					cur[i].Scenarios[j].Errors = nil
+				}
 			}
 			lines, err := Check(base, cur, 0.15)
 			var failed []string

@@ -85,7 +85,8 @@ func runScenario(ctx context.Context, e *env, obs *observer, name string, items 
 	}
 	before := obs.snap(ctx)
 	var remaining atomic.Int64
-	remaining.Store(int64(cfg.Requests))
+	count := cfg.opsFor(name)
+	remaining.Store(int64(count))
 	deadline := time.Now().Add(cfg.Duration)
 	recs := make([]*recorder, cfg.Workers)
 	var wg sync.WaitGroup
@@ -100,7 +101,7 @@ func runScenario(ctx context.Context, e *env, obs *observer, name string, items 
 		recs[w] = rec
 		work.Go(func() {
 			for ctx.Err() == nil {
-				if cfg.Requests > 0 {
+				if count > 0 {
 					if remaining.Add(-1) < 0 {
 						return
 					}
