@@ -417,14 +417,8 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) (*
 	for i := range rep.Scenarios {
 		rep.Scenarios[i].applyReference(rep.Reference)
 	}
-	select {
-	case <-time.After(2 * time.Second): // let keep-alive and request goroutines settle
-	case <-ctx.Done():
-	}
 	tr.CloseIdleConnections()
-	if s, err := scrape(ctx, &http.Client{Timeout: 5 * time.Second}, base); err == nil {
-		rep.GoroutinesEnd = s.Goroutines
-	}
+	rep.GoroutinesEnd = settledGoroutines(ctx, base, rep.GoroutinesStart, 10*time.Second)
 	if err := rep.WriteTable(stdout); err != nil {
 		return rep, err
 	}
@@ -505,4 +499,30 @@ func urlHost(s string) (string, error) {
 		return "", fmt.Errorf("esscbench: %q has no host", s)
 	}
 	return u.Host, nil
+}
+
+// settledGoroutines polls the server's goroutine count after the load until
+// it is back at (or below) start or limit passes, and returns the last
+// count: connection and pool goroutines take a moment to end, and a count
+// still above start after limit is a leak candidate.
+func settledGoroutines(ctx context.Context, base string, start float64, limit time.Duration) float64 {
+	c := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(limit)
+	last := 0.0
+	for {
+		if s, err := scrape(ctx, c, base); err == nil {
+			last = s.Goroutines
+			if last <= start {
+				return last
+			}
+		}
+		if time.Now().After(deadline) {
+			return last
+		}
+		select {
+		case <-ctx.Done():
+			return last
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

@@ -32,8 +32,8 @@ type Report struct {
 	Requests  int       `json:"requests,omitempty"`
 	Duration  string    `json:"duration,omitempty"`
 	IdleRSS   float64   `json:"server_idle_rss_mib"` // after start-up, before any setup; -1 unknown
-	// Goroutines after setup and after the last scenario (2 s settle): a
-	// growth is a leak candidate.
+	// Goroutines after setup and after the last scenario (polled until back
+	// at the start count, at most 10 s): a growth is a leak candidate.
 	GoroutinesStart float64          `json:"server_goroutines_start"`
 	GoroutinesEnd   float64          `json:"server_goroutines_end"`
 	Scenarios       []ScenarioResult `json:"scenarios"`
