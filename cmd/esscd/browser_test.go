@@ -99,16 +99,18 @@ func runBrowserLogin(t *testing.T, chromium string, s *stack) {
 		t.Fatal(err)
 	}
 	// The page's script submits the completion form: the target navigates
-	// (QR page → OIDC redirect → portal callback) while we wait.
+	// (QR page → OIDC redirect → portal callback) while we wait, so a poll
+	// can fail with "navigated" or "Cannot find context": retry until the
+	// portal's page is there or the deadline passes.
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		_, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.body && document.body.innerText.includes("登录成功")`))
-		if err == nil {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!(document.body && document.body.innerText.includes("登录成功"))`))
+		if err == nil && ok {
 			break
 		}
-		if time.Now().After(deadline) || !strings.Contains(err.Error(), "navigated") {
+		if time.Now().After(deadline) {
 			t.Fatalf("the page did not complete the login: %v", err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 	body, err := chromedp.Run(ctx, chromedp.Text("body"))
 	if err != nil {
