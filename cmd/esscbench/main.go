@@ -413,7 +413,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) (*
 		return nil, err
 	}
 	rep.Reference = ref0.mean(ref1)
-	rep.Reference.SM2SignNS, rep.Reference.SM2VerifyNS = round(rep.Reference.SM2SignNS, 0), round(rep.Reference.SM2VerifyNS, 0)
+	for _, v := range []*float64{&rep.Reference.SM2SignNS, &rep.Reference.SM2VerifyNS, &rep.Reference.SM2SignCPUNS, &rep.Reference.SM2VerifyCPUNS} {
+		*v = round(*v, 0)
+	}
 	for i := range rep.Scenarios {
 		rep.Scenarios[i].applyReference(rep.Reference)
 	}
