@@ -33,11 +33,13 @@ type CheckLine struct {
 // current, on ratios only: the throughput ratio may not fall and the CPU
 // ratio may not rise by more than tolerance (0.15 = 15 %). A baseline
 // scenario missing from current, or one with more than 1 % failed
-// operations, fails too. A label (backend) absent from current is reported
+// operations, fails too. Repeated reports of one label count with their
+// best value of each ratio. A label (backend) absent from current is reported
 // as skipped, not failed: the run may lack Redis/PostgreSQL. It returns every line and ErrRegression (wrapped)
 // if any failed.
 func Check(base Baseline, current []Report, tolerance float64) ([]CheckLine, error) {
 	var lines []CheckLine
+	current = MergeBest(current)
 	find := func(label, name string) (ScenarioResult, bool) {
 		for _, r := range current {
 			if r.Label != label {
@@ -123,4 +125,38 @@ func ReadBaseline(path string) (Baseline, error) {
 		return b, fmt.Errorf("esscbench: %s holds no reports", path)
 	}
 	return b, nil
+}
+
+// MergeBest folds repeated reports of one label into one: each scenario
+// keeps its best throughput ratio, its best CPU ratio and its lowest error
+// rate (a shared machine only ever makes a run look worse). Other fields
+// come from the first report of the label. Order of first appearance is kept.
+func MergeBest(reports []Report) []Report {
+	var out []Report
+	idx := map[string]int{}
+	for _, r := range reports {
+		i, ok := idx[r.Label]
+		if !ok {
+			idx[r.Label] = len(out)
+			r.Scenarios = slices.Clone(r.Scenarios)
+			out = append(out, r)
+			continue
+		}
+		for _, s := range r.Scenarios {
+			j := slices.IndexFunc(out[i].Scenarios, func(b ScenarioResult) bool { return b.Name == s.Name })
+			if j < 0 {
+				out[i].Scenarios = append(out[i].Scenarios, s)
+				continue
+			}
+			best := &out[i].Scenarios[j]
+			best.ThroughputRatio = max(best.ThroughputRatio, s.ThroughputRatio)
+			if s.CPURatio > 0 && (best.CPURatio <= 0 || s.CPURatio < best.CPURatio) {
+				best.CPURatio = s.CPURatio
+			}
+			if s.ErrorCount()*(best.Ops+best.ErrorCount()) < best.ErrorCount()*(s.Ops+s.ErrorCount()) {
+				best.Ops, best.Errors = s.Ops, s.Errors
+			}
+		}
+	}
+	return out
 }

@@ -244,7 +244,7 @@ func main() {
 const usage = `usage:
   esscbench run   (--spawn [--spawn-database URL] [--spawn-redis URL] | --target URL --data DIR) (--requests N | --duration D) [flags]
   esscbench check --baseline FILE [--tolerance 0.15] REPORT.json...
-  esscbench baseline -o FILE REPORT.json...
+  esscbench baseline -o FILE [-note TEXT] REPORT.json...   (repeats of a label merge to their best ratios)
   esscbench chart -o FILE.svg REPORT.json...
 run "esscbench run -h" for the run flags.`
 
@@ -306,7 +306,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 		if args[0] == "chart" {
 			err = WriteSVG(f, reports)
 		} else {
-			b := Baseline{Note: *note, Reports: reports}
+			b := Baseline{Note: *note, Reports: MergeBest(reports)}
 			enc := jsonEncoder(f)
 			err = enc.Encode(b)
 		}

@@ -380,6 +380,21 @@ func TestCheck(t *testing.T) {
 			}
 		})
 	}
+	t.Run("ok/best-of-repeats", func(t *testing.T) {
+		slow, fast := sampleReport("embedded", 3000, 0.7), sampleReport("embedded", 4100, 0.49)
+		for _, r := range []*Report{&slow, &fast} {
+			for i := range r.Scenarios {
+				r.Scenarios[i].Errors = nil
+			}
+		}
+		if lines, err := Check(base, []Report{slow, fast}, 0.15); err != nil {
+			WriteCheck(os.Stderr, lines)
+			t.Fatal(err)
+		}
+		if _, err := Check(base, []Report{slow, slow}, 0.15); !errors.Is(err, ErrRegression) {
+			t.Fatal("fail/two slow repeats passed")
+		}
+	})
 	t.Run("fail/errors", func(t *testing.T) {
 		cur := sampleReport("embedded", 4000, 0.5)
 		cur.Scenarios[0].Errors = map[string]int{"http_503": 11}
