@@ -10,41 +10,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/essc-project/essc/idp/admin"
 	"github.com/essc-project/essc/idp/card"
 	"github.com/essc-project/essc/idp/entitlement"
-	"github.com/essc-project/essc/idp/secret"
 	"github.com/essc-project/essc/idp/wallet"
 	"github.com/essc-project/essc/idp/wallet/client"
 	"github.com/essc-project/essc/qrlogin"
 )
 
-// agency registers an intl agency client and returns a bearer token.
+// agency is a pension agency's token (scope essc.entitlement.manage).
 func (s *stack) agency(t *testing.T) string {
-	clients, _ := admin.NewClients(s.a.reg, secret.Hasher{Key: s.a.secrets.ClientSecretKey}, s.a.now)
-	_, sec, err := clients.Create(context.Background(), card.Actor{ID: "test"}, admin.ClientSpec{
-		ID: "agency-1", Name: "市社保局", Domain: "agency.example.gov.cn", Profile: "intl",
-		AuthMethod: "client_secret_basic", GrantTypes: []string{"client_credentials"}, Scopes: []string{entitlement.ScopeManage},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest("POST", s.base+"/oauth2/token", strings.NewReader("grant_type=client_credentials&scope="+entitlement.ScopeManage))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("agency-1", sec)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	json.NewDecoder(resp.Body).Decode(&tok)
-	if tok.AccessToken == "" {
-		t.Fatalf("agency token: %d", resp.StatusCode)
-	}
-	return tok.AccessToken
+	return s.serviceToken(t, "agency-1", "市社保局", "agency.example.gov.cn", entitlement.ScopeManage)
 }
 
 func apiJSON(t *testing.T, method, u, token, body string, out any) int {

@@ -462,19 +462,20 @@ func runEndToEnd(t *testing.T, s *stack) {
 	}
 }
 
-// counterToken registers a counter-terminal client and gets a token.
-func (s *stack) counterToken(t *testing.T) string {
+// serviceToken registers an intl client_secret_basic client with one scope
+// for client credentials and returns an access token for it.
+func (s *stack) serviceToken(t *testing.T, id, name, domain, scope string) string {
 	clients, _ := admin.NewClients(s.a.reg, secret.Hasher{Key: s.a.secrets.ClientSecretKey}, s.a.now)
 	_, sec, err := clients.Create(context.Background(), card.Actor{ID: "test"}, admin.ClientSpec{
-		ID: "counter-1", Name: "社保服务网点", Domain: "outlet.example.gov.cn", Profile: "intl",
-		AuthMethod: "client_secret_basic", GrantTypes: []string{"client_credentials"}, Scopes: []string{wallet.ScopeVerify},
+		ID: id, Name: name, Domain: domain, Profile: "intl",
+		AuthMethod: "client_secret_basic", GrantTypes: []string{"client_credentials"}, Scopes: []string{scope},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("POST", s.base+"/oauth2/token", strings.NewReader("grant_type=client_credentials&scope="+wallet.ScopeVerify))
+	req, _ := http.NewRequest("POST", s.base+"/oauth2/token", strings.NewReader("grant_type=client_credentials&scope="+scope))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("counter-1", sec)
+	req.SetBasicAuth(id, sec)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -485,9 +486,14 @@ func (s *stack) counterToken(t *testing.T) string {
 	}
 	json.NewDecoder(resp.Body).Decode(&tok)
 	if tok.AccessToken == "" {
-		t.Fatalf("counter token: %d", resp.StatusCode)
+		t.Fatalf("%s token: %d", id, resp.StatusCode)
 	}
 	return tok.AccessToken
+}
+
+// counterToken is a counter terminal's token (scope essc.verify).
+func (s *stack) counterToken(t *testing.T) string {
+	return s.serviceToken(t, "counter-1", "社保服务网点", "outlet.example.gov.cn", wallet.ScopeVerify)
 }
 
 func redeem(t *testing.T, base, token, code string) (int, map[string]any) {
