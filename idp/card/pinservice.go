@@ -44,6 +44,12 @@ func (s *Service) VerifyPIN(ctx context.Context, number, pin string) (Verified, 
 // verifyPIN is VerifyPIN without the MustChange refusal; act is the action
 // the PIN authorises (the card machine must allow it, except that apply
 // reports a forbidden transition only after a correct PIN).
+//
+// Every refusal of a well-formed card number costs the same work, so the
+// latency tells an unauthenticated caller nothing the answer does not: one
+// card lookup, one charge of the counter (a real one, or one on a card id
+// that cannot exist for an unknown card or a card whose state refuses the
+// action), one HMAC-SM3 comparison and one audit transaction.
 func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action) (Verified, error) {
 	fail := func(reason string, err error) (Verified, error) {
 		attrs := []any{"reason", reason, "card", MaskCardNumber(number), "action", string(act)}
@@ -62,29 +68,41 @@ func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action)
 		return fail("malformed card number", nil)
 	}
 	number = n
-	c, err := s.reg.CardByNumber(ctx, number)
-	if err != nil {
-		PINVerifier(s.pinKey, "", "000000")
-		if errors.Is(err, storage.ErrNotFound) {
-			return fail("unknown card", nil)
+	// refuse is a refusal before any comparison: the same charge, HMAC and
+	// audit work as a wrong PIN.
+	refuse := func(c storage.Card, reason string) (Verified, error) {
+		if _, err := s.reg.ChargePINAttempt(ctx, noCardID, s.lockAfter); err != nil &&
+			!errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrPINLocked) {
+			return fail(reason+", dummy charge", err)
 		}
+		PINMatches(s.pinKey, noCardID, pin, c.PIN.Verifier)
+		s.pinRefused(ctx, c, number, reason, act)
+		return fail(reason, nil)
+	}
+	c, err := s.reg.CardByNumber(ctx, number)
+	if errors.Is(err, storage.ErrNotFound) {
+		return refuse(storage.Card{}, "unknown card")
+	}
+	if err != nil {
 		return fail("lookup", err)
 	}
 	if act != ActionApplyECard {
 		if _, err := CardTransition(c.Status, act); err != nil {
-			return fail("card "+string(c.Status), nil)
+			return refuse(c, "card "+string(c.Status))
 		}
 	} else if c.Status == storage.CardReplaced || c.Status == storage.CardCancelled {
-		return fail("card "+string(c.Status), nil)
+		return refuse(c, "card "+string(c.Status))
 	}
 	st, err := s.reg.ChargePINAttempt(ctx, c.ID, s.lockAfter)
 	if errors.Is(err, storage.ErrPINLocked) {
+		PINMatches(s.pinKey, c.ID, pin, c.PIN.Verifier)
+		s.pinRefused(ctx, c, number, "locked", act)
 		return fail("locked", nil)
 	}
 	if err != nil {
 		return fail("charge", err)
 	}
-	if !isPINShape(pin) || !PINMatches(s.pinKey, c.ID, pin, c.PIN.Verifier) {
+	if !PINMatches(s.pinKey, c.ID, pin, c.PIN.Verifier) || !isPINShape(pin) {
 		s.pinFailed(ctx, c, st, act)
 		return fail(fmt.Sprintf("wrong pin (%d consecutive)", st.Failures), nil)
 	}
@@ -97,6 +115,24 @@ func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action)
 	}
 	c.PIN.Failures, c.PIN.Locked = 0, false
 	return Verified{Card: c, Holder: h, MustChange: c.PIN.MustChange}, nil
+}
+
+// noCardID is a card id no card has (ids are 32 hex digits): the dummy
+// charge of a refusal that has no card to charge.
+const noCardID = "-"
+
+// pinRefused audits a PIN check refused before the comparison (unknown
+// card, a card whose state refuses the action, a locked PIN) in one
+// transaction, like pinFailed: PIN spraying shows in the audit log, and the
+// refusal costs what a wrong PIN costs. A failure to record is logged.
+func (s *Service) pinRefused(ctx context.Context, c storage.Card, number, reason string, act Action) {
+	err := s.tx(ctx, func(tx storage.RegistryTx) error {
+		return s.audit(ctx, tx, Actor{ID: "holder:unauthenticated"}, "pin.verify_refused", c.ID, map[string]any{"holder_id": c.HolderID,
+			"number": MaskCardNumber(number), "reason": reason, "for": string(act)})
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "card: recording pin refusal", "card", MaskCardNumber(number), "err", err)
+	}
 }
 
 // pinFailed audits a wrong PIN on a known card and, when this failure

@@ -272,7 +272,7 @@ func TestLifecyclePropagation(t *testing.T) {
 		}
 		t.Run("ok/audit-chain", func(t *testing.T) {
 			got := auditActions(t, e.reg)
-			want := []string{"card.issue", "pin.change", "ecard.apply", "card.report_loss", "card.unfreeze", "card.cancel"}
+			want := []string{"card.issue", "pin.change", "ecard.apply", "card.report_loss", "pin.verify_refused", "card.unfreeze", "card.cancel"}
 			if !slices.Equal(got, want) {
 				t.Fatalf("audit %v, want %v", got, want)
 			}
