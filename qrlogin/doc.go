@@ -7,8 +7,10 @@
 // the store's pub/sub. The browser side (Handler) renders the zh-CN login
 // page with an animated QR (HMAC-SM3 frames, 1 s; elderly mode 5 s with a
 // typed fallback code), follows the state by SSE or long-poll, and collects
-// the approval only with the HttpOnly browser-binding cookie. Frames are
-// drawn as SVG for the page and PNG at /frame.png (QRSVG, QRImage). A lost or
+// the approval only with the HttpOnly browser-binding cookie. The page draws
+// each frame's QR itself from the payload (web/static/qrcode.js, level M);
+// the server draws only on request: SVG with /frame?image=svg and PNG at
+// /frame.png, for clients without script (QRSVG, QRImage). A lost or
 // cancelled card that scans or confirms denies the transaction with
 // ReasonCardInvalid so the page can say why. The app side
 // (Scan, Confirm, Deny, ResolveCode) is called by the wallet API after it has

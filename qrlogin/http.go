@@ -270,10 +270,14 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// frameBody is the current frame for the page's animation.
+// frameBody is the current frame for the page's animation. The page draws
+// the QR itself from the payload (static/qrcode.js): encoding a QR symbol
+// costs the server about 20 SM2 signatures' worth of CPU, and an open page
+// asks for a frame every second. Clients that cannot draw ask for the image
+// with ?image=svg (or fetch frame.png).
 type frameBody struct {
 	Payload string `json:"payload"`
-	Image   string `json:"image"` // data:image/svg+xml;base64,… (frame.png has the PNG)
+	Image   string `json:"image,omitempty"` // data:image/svg+xml;base64,…, only with ?image=svg
 	NextMS  int64  `json:"next_ms"`
 	Elderly bool   `json:"elderly"`
 }
@@ -291,7 +295,7 @@ func (h *Handler) frame(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, statusBody{State: v.State, Error: h.statusOf(v).Error})
 		return
 	}
-	fb, err := h.frameBody(v)
+	fb, err := h.frameBody(v, r.URL.Query().Get("image") == "svg")
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -325,19 +329,22 @@ func (h *Handler) framePNG(w http.ResponseWriter, r *http.Request) {
 	w.Write(img)
 }
 
-func (h *Handler) frameBody(v View) (frameBody, error) {
+func (h *Handler) frameBody(v View, withImage bool) (frameBody, error) {
 	f := h.s.CurrentFrame(v)
-	img, err := QRSVG(f.String())
-	if err != nil {
-		return frameBody{}, err
-	}
 	interval := FrameInterval
 	if v.Elderly {
 		interval = ElderlyFrameInterval
 	}
 	next := v.CreatedAt.Add(time.Duration(f.Elapsed)*time.Second + interval).Sub(h.s.now())
-	return frameBody{Payload: f.String(), Image: "data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString([]byte(img)),
-		NextMS: max(next.Milliseconds(), 100), Elderly: v.Elderly}, nil
+	fb := frameBody{Payload: f.String(), NextMS: max(next.Milliseconds(), 100), Elderly: v.Elderly}
+	if withImage {
+		img, err := QRSVG(fb.Payload)
+		if err != nil {
+			return frameBody{}, err
+		}
+		fb.Image = "data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString([]byte(img))
+	}
+	return fb, nil
 }
 
 func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
@@ -403,28 +410,27 @@ type pageData struct {
 	Purpose   string
 	Data      []string
 	Frame     frameBody
-	QRSrc     template.URL // our own data: URI (html/template would blank an untyped one)
 	AppLink   template.URL
 	Message   string
 	CSSPath   string
 	JSPath    string
+	QRJSPath  string
 	Remaining int
 }
 
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, v View) {
 	d := pageData{View: v, Base: Base + v.Txn, RPName: v.Request.ClientName, RPDomain: v.Request.ClientDomain,
 		Purpose: purposeText(v.Request.Purpose), Data: scopeTexts(v.Request.Scopes),
-		CSSPath: "/qr/v1/static/login.css", JSPath: "/qr/v1/static/login.js",
+		CSSPath: "/qr/v1/static/login.css", JSPath: "/qr/v1/static/login.js", QRJSPath: "/qr/v1/static/qrcode.js",
 		Remaining: max(int(v.ExpiresAt.Sub(h.s.now())/time.Second), 0)}
 	switch v.State {
 	case StatePending:
-		fb, err := h.frameBody(v)
+		fb, err := h.frameBody(v, false)
 		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
 		d.Frame = fb
-		d.QRSrc = template.URL(fb.Image)
 		d.AppLink = template.URL(fb.Payload) // essc:// same-device link, our own payload only
 	case StateScanned:
 		d.Message = "已扫码，请在手机上选择与下方相同的数字并确认。"

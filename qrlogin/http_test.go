@@ -88,7 +88,7 @@ func runBrowserHTTP(t *testing.T, open opener) {
 		if hdr.Get("X-Frame-Options") != "DENY" || hdr.Get("Referrer-Policy") != "no-referrer" || hdr.Get("Cache-Control") != "no-store" {
 			t.Errorf("headers %v", hdr)
 		}
-		for _, want := range []string{`lang="zh-CN"`, "省网上服务大厅", "portal.example.gov.cn", `alt="登录二维码`, `href="essc://login?v=1&amp;t=` + b.txn, `id="qr-img" src="data:image/svg`} {
+		for _, want := range []string{`lang="zh-CN"`, "省网上服务大厅", "portal.example.gov.cn", `alt="登录二维码`, `href="essc://login?v=1&amp;t=` + b.txn, `data-payload="essc://login?v=1&amp;t=` + b.txn, `<noscript><img src="/qr/v1/transactions/` + b.txn + `/frame.png"`, `src="/qr/v1/static/qrcode.js"`} {
 			if !strings.Contains(body, want) {
 				t.Errorf("page lacks %q", want)
 			}
@@ -163,8 +163,11 @@ func runBrowserHTTP(t *testing.T, open opener) {
 		b := e.browser(t)
 		b.open("")
 		var f struct{ Payload, Image string }
-		if code := b.getJSON("/frame", &f); code != 200 {
-			t.Fatalf("frame: %d", code)
+		if code := b.getJSON("/frame", &f); code != 200 || f.Image != "" || !strings.HasPrefix(f.Payload, "essc://login?v=1&t="+b.txn) {
+			t.Fatalf("frame (the page draws it): %d %+v", code, f)
+		}
+		if code := b.getJSON("/frame?image=svg", &f); code != 200 {
+			t.Fatalf("frame?image=svg: %d", code)
 		}
 		b64, ok := strings.CutPrefix(f.Image, "data:image/svg+xml;base64,")
 		if !ok {

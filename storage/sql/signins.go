@@ -42,7 +42,7 @@ func scanSignIn(sc interface{ Scan(...any) error }) (storage.SignIn, error) {
 
 // SignInsOf implements storage.SignIns.
 func (s *Store) SignInsOf(ctx context.Context, holderID string) ([]storage.SignIn, error) {
-	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+signInCols+` FROM sign_ins
+	rows, err := s.q.db.QueryContext(ctx, s.rebind(`SELECT `+signInCols+` FROM sign_ins
 		WHERE holder_id = ? AND expires_at > ? ORDER BY at DESC LIMIT 100`), holderID, s.q.nowMicros())
 	if err != nil {
 		return nil, s.mapErr(err)
@@ -61,7 +61,7 @@ func (s *Store) SignInsOf(ctx context.Context, holderID string) ([]storage.SignI
 
 // SignIn implements storage.SignIns.
 func (s *Store) SignIn(ctx context.Context, sid string) (storage.SignIn, error) {
-	si, err := scanSignIn(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+signInCols+` FROM sign_ins WHERE sid = ? AND expires_at > ?`),
+	si, err := scanSignIn(s.q.db.QueryRowContext(ctx, s.rebind(`SELECT `+signInCols+` FROM sign_ins WHERE sid = ? AND expires_at > ?`),
 		sid, s.q.nowMicros()))
 	if errors.Is(err, dbsql.ErrNoRows) {
 		return storage.SignIn{}, fmt.Errorf("sql: sign-in: %w", storage.ErrNotFound)
@@ -71,6 +71,6 @@ func (s *Store) SignIn(ctx context.Context, sid string) (storage.SignIn, error) 
 
 // DropSignIn implements storage.SignIns.
 func (s *Store) DropSignIn(ctx context.Context, sid string) error {
-	_, err := s.db.ExecContext(ctx, s.rebind(`DELETE FROM sign_ins WHERE sid = ?`), sid)
+	_, err := s.q.db.ExecContext(ctx, s.rebind(`DELETE FROM sign_ins WHERE sid = ?`), sid)
 	return s.mapErr(err)
 }

@@ -52,6 +52,7 @@ type Store struct {
 	secrets Secrets
 	now     func() time.Time
 	log     *slog.Logger
+	stmts   *stmtCache // SQLite only; nil on PostgreSQL
 }
 
 var _ storage.Registry = (*Store)(nil)
@@ -73,11 +74,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.q = q{s: s, db: db}
 	if _, err := migrate(ctx, db, d, s.log); err != nil {
 		db.Close()
 		return nil, err
 	}
+	if d == sqliteDialect {
+		s.stmts = newStmtCache(db)
+	}
+	s.q = q{s: s, db: s.querier(nil)}
 	return s, nil
 }
 
@@ -179,7 +183,25 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close closes the pool.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.stmts != nil {
+		s.stmts.close()
+	}
+	return s.db.Close()
+}
+
+// querier runs the registry's queries on the pool (tx nil) or in tx,
+// through the statement cache where there is one.
+func (s *Store) querier(tx *dbsql.Tx) querier {
+	var base querier = s.db
+	if tx != nil {
+		base = tx
+	}
+	if s.stmts == nil {
+		return base
+	}
+	return cachedQuerier{c: s.stmts, tx: tx, base: base}
+}
 
 // DB exposes the pool for tests and tooling (raw SQL in the conformance
 // suite's tamper tests); production code never uses it.
@@ -201,7 +223,7 @@ func (s *Store) Tx(ctx context.Context, fn func(tx storage.RegistryTx) error) (e
 			_ = sqltx.Rollback()
 		}
 	}()
-	if err := fn(&q{s: s, db: sqltx}); err != nil {
+	if err := fn(&q{s: s, db: s.querier(sqltx)}); err != nil {
 		return err
 	}
 	done = true

@@ -45,13 +45,37 @@
     }
   }
 
+  // draw renders a frame payload as an SVG data URI: one path of horizontal
+  // runs of dark modules with a 4-module quiet zone, error correction M, the
+  // same symbol the server's frame.png and ?image=svg give (static/qrcode.js).
+  function draw(payload) {
+    if (!img || !payload || typeof qrcode !== "function") return;
+    var q = qrcode(0, "M");
+    q.addData(payload, "Byte");
+    q.make();
+    var n = q.getModuleCount(), quiet = 4, size = n + 2 * quiet, d = "";
+    for (var y = 0; y < n; y++) {
+      for (var x = 0; x < n;) {
+        if (!q.isDark(y, x)) { x++; continue; }
+        var start = x;
+        while (x < n && q.isDark(y, x)) x++;
+        d += "M" + (start + quiet) + " " + (y + quiet) + "h" + (x - start) + "v1h-" + (x - start) + "z";
+      }
+    }
+    var svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ' + size + " " + size +
+      '" shape-rendering="crispEdges"><rect width="' + size + '" height="' + size +
+      '" fill="#fff"/><path fill="#000" d="' + d + '"/></svg>';
+    img.src = "data:image/svg+xml;base64," + btoa(svg);
+    img.hidden = false;
+  }
+
   function nextFrame() {
     if (done || state !== "pending") return;
     fetch(base + "/frame", { credentials: "same-origin", cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (f) {
         if (!f) { setTimeout(nextFrame, 2000); return; }
-        if (img) img.src = f.image;
+        draw(f.payload);
         if (link) link.href = f.payload;
         setTimeout(nextFrame, f.next_ms);
       })
@@ -73,7 +97,9 @@
   } else {
     poll();
   }
-  // The page came with the current frame: fetch the next one when it is due.
+  // The page came with the current frame's payload: draw it, fetch the next
+  // one when it is due.
+  if (img) draw(img.dataset.payload);
   setTimeout(nextFrame, parseInt(root.dataset.nextMs, 10) || 0);
   setInterval(function () {
     if (remaining > 0) { remaining--; var el = document.getElementById("remaining"); if (el) el.textContent = remaining; }

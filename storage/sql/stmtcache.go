@@ -1,0 +1,101 @@
+package sql
+
+import (
+	"context"
+	dbsql "database/sql"
+	"sync"
+)
+
+// maxCachedStmts bounds the statement cache: the registry's queries are a
+// few dozen fixed texts; queries built with a variable number of
+// placeholders (batch lookups) beyond the bound are simply not cached.
+const maxCachedStmts = 256
+
+// stmtCache keeps one prepared statement per query text. SQLite (modernc)
+// parses and plans a statement on every un-prepared call, which was the
+// largest registry cost on the login path (docs/PERFORMANCE.md); a
+// *sql.Stmt is prepared once per pooled connection and reused.
+// PostgreSQL's pgx driver caches statements per connection by itself, so
+// the cache is only used for SQLite.
+type stmtCache struct {
+	db *dbsql.DB
+	mu sync.RWMutex
+	m  map[string]*dbsql.Stmt
+}
+
+func newStmtCache(db *dbsql.DB) *stmtCache {
+	return &stmtCache{db: db, m: make(map[string]*dbsql.Stmt)}
+}
+
+// get returns the prepared statement for query, or nil when it cannot be
+// prepared or the cache is full (the caller then runs the query directly,
+// which reports any error the preparation met).
+func (c *stmtCache) get(ctx context.Context, query string) *dbsql.Stmt {
+	c.mu.RLock()
+	st := c.m[query]
+	c.mu.RUnlock()
+	if st != nil {
+		return st
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st = c.m[query]; st != nil {
+		return st
+	}
+	if len(c.m) >= maxCachedStmts {
+		return nil
+	}
+	st, err := c.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	c.m[query] = st
+	return st
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, st := range c.m {
+		_ = st.Close()
+		delete(c.m, k)
+	}
+}
+
+// cachedQuerier runs queries through the statement cache, on the pool or
+// inside one transaction (tx.StmtContext reuses the statement already
+// prepared on the transaction's connection).
+type cachedQuerier struct {
+	c    *stmtCache
+	tx   *dbsql.Tx // nil: the pool
+	base querier
+}
+
+func (q cachedQuerier) stmt(ctx context.Context, query string) *dbsql.Stmt {
+	st := q.c.get(ctx, query)
+	if st != nil && q.tx != nil {
+		st = q.tx.StmtContext(ctx, st)
+	}
+	return st
+}
+
+func (q cachedQuerier) ExecContext(ctx context.Context, query string, args ...any) (dbsql.Result, error) {
+	if st := q.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return q.base.ExecContext(ctx, query, args...)
+}
+
+func (q cachedQuerier) QueryContext(ctx context.Context, query string, args ...any) (*dbsql.Rows, error) {
+	if st := q.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return q.base.QueryContext(ctx, query, args...)
+}
+
+func (q cachedQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *dbsql.Row {
+	if st := q.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return q.base.QueryRowContext(ctx, query, args...)
+}
