@@ -30,9 +30,14 @@ import (
 // Format: '{' starts plain JSON; 'z' starts raw-DEFLATE-compressed JSON
 // (used when it is smaller, i.e. almost always: a stored authorize request
 // shrinks by about half, which keeps a QR transaction under 1 KiB in Redis).
+// Decode reads both, whatever Plain says.
 type RequestCodec struct {
 	Lookup     LookupClient
 	NewSession NewSessionFunc
+	// Plain stores plain JSON: for the in-memory store, where compression
+	// saves no network or Redis memory and cost about 34 µs per stored
+	// request — more than an SM2 signature (docs/PERFORMANCE.md).
+	Plain bool
 
 	writers sync.Pool // *flate.Writer
 	readers sync.Pool // io.ReadCloser implementing flate.Resetter
@@ -51,17 +56,29 @@ const maxDecoded = 1 << 20
 // requestRecord is the stored form of a fosite.Requester (and, when
 // Authorize is set, of a fosite.AuthorizeRequester).
 type requestRecord struct {
-	ID                string          `json:"id"`
-	RequestedAt       time.Time       `json:"rat"`
-	ClientID          string          `json:"cid"`
-	Scopes            []string        `json:"scp,omitempty"`
-	GrantedScopes     []string        `json:"gsc,omitempty"`
-	Form              url.Values      `json:"form,omitempty"`
-	RequestedAudience []string        `json:"aud,omitempty"`
-	GrantedAudience   []string        `json:"gaud,omitempty"`
-	Lang              string          `json:"lang,omitempty"`
-	Session           json.RawMessage `json:"sess,omitempty"`
-	Authorize         *authorizePart  `json:"az,omitempty"`
+	recordHead
+	Session   json.RawMessage `json:"sess,omitempty"`
+	Authorize *authorizePart  `json:"az,omitempty"`
+}
+
+// encodeRecord is requestRecord as Encode writes it: the session is
+// marshalled in place, once (not to bytes first and then re-compacted).
+type encodeRecord struct {
+	recordHead
+	Session   fosite.Session `json:"sess,omitempty"`
+	Authorize *authorizePart `json:"az,omitempty"`
+}
+
+type recordHead struct {
+	ID                string     `json:"id"`
+	RequestedAt       time.Time  `json:"rat"`
+	ClientID          string     `json:"cid"`
+	Scopes            []string   `json:"scp,omitempty"`
+	GrantedScopes     []string   `json:"gsc,omitempty"`
+	Form              url.Values `json:"form,omitempty"`
+	RequestedAudience []string   `json:"aud,omitempty"`
+	GrantedAudience   []string   `json:"gaud,omitempty"`
+	Lang              string     `json:"lang,omitempty"`
 }
 
 type authorizePart struct {
@@ -78,7 +95,7 @@ func (c *RequestCodec) Encode(r fosite.Requester) ([]byte, error) {
 	if r == nil || r.GetClient() == nil {
 		return nil, fmt.Errorf("%w: nil request or client", ErrInvalidArgument)
 	}
-	rec := requestRecord{
+	rec := encodeRecord{recordHead: recordHead{
 		ID:                r.GetID(),
 		RequestedAt:       r.GetRequestedAt().UTC(),
 		ClientID:          r.GetClient().GetID(),
@@ -87,16 +104,9 @@ func (c *RequestCodec) Encode(r fosite.Requester) ([]byte, error) {
 		Form:              r.GetRequestForm(),
 		RequestedAudience: r.GetRequestedAudience(),
 		GrantedAudience:   r.GetGrantedAudience(),
-	}
+	}, Session: r.GetSession()}
 	if l, ok := r.(interface{ GetLang() language.Tag }); ok && l.GetLang() != language.Und {
 		rec.Lang = l.GetLang().String()
-	}
-	if s := r.GetSession(); s != nil {
-		b, err := json.Marshal(s)
-		if err != nil {
-			return nil, fmt.Errorf("storage: encode session: %w", err)
-		}
-		rec.Session = b
 	}
 	if ar, ok := r.(fosite.AuthorizeRequester); ok {
 		p := &authorizePart{
@@ -113,7 +123,10 @@ func (c *RequestCodec) Encode(r fosite.Requester) ([]byte, error) {
 	}
 	plain, err := json.Marshal(rec)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("storage: encode request: %w", err)
+	}
+	if c.Plain {
+		return plain, nil
 	}
 	return c.compress(plain), nil
 }

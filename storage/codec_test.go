@@ -84,6 +84,25 @@ func TestCodec(t *testing.T) {
 	if _, err := c.Encode(nil); !errors.Is(err, storage.ErrInvalidArgument) {
 		t.Fatalf("encode nil: %v", err)
 	}
+
+	// Plain (the memory store) writes JSON; both forms decode to the same request.
+	plainCodec := testCodec()
+	plainCodec.Plain = true
+	one := sample()
+	plain, err := plainCodec.Encode(one)
+	if err != nil || len(plain) == 0 || plain[0] != '{' {
+		t.Fatalf("plain encode: %v %.20q", err, plain)
+	}
+	compressed, _ := c.Encode(one)
+	for name, data := range map[string][]byte{"plain": plain, "compressed": compressed} {
+		back, err := c.Decode(context.Background(), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := plainCodec.Encode(back); string(again) != string(plain) {
+			t.Fatalf("%s round trip changed the record:\n%s\n%s", name, plain, again)
+		}
+	}
 }
 
 func TestHashKey(t *testing.T) {

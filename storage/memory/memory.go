@@ -82,7 +82,7 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{
 		now:      cfg.Now,
-		codec:    storage.NewRequestCodec(cfg.Lookup, cfg.NewSession),
+		codec:    &storage.RequestCodec{Lookup: cfg.Lookup, NewSession: cfg.NewSession, Plain: true},
 		subjects: cfg.Subjects,
 		grace:    cfg.RefreshGrace,
 		fallback: cfg.FallbackTTL,
