@@ -45,11 +45,13 @@ func (s *Service) VerifyPIN(ctx context.Context, number, pin string) (Verified, 
 // the PIN authorises (the card machine must allow it, except that apply
 // reports a forbidden transition only after a correct PIN).
 //
-// Every refusal of a well-formed card number costs the same work, so the
-// latency tells an unauthenticated caller nothing the answer does not: one
-// card lookup, one charge of the counter (a real one, or one on a card id
-// that cannot exist for an unknown card or a card whose state refuses the
-// action), one HMAC-SM3 comparison and one audit transaction.
+// After the card lookup, every outcome is ONE registry transaction: charge
+// the counter, compare, then record — the failure's audit entry (and the
+// lock's event), or the counter reset on success. A refusal before any
+// comparison (unknown card, a card whose state refuses the action, a locked
+// PIN) charges a card id that cannot exist, compares against a dummy and is
+// audited as pin.verify_refused in the same way, so the latency tells an
+// unauthenticated caller nothing the uniform answer does not.
 func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action) (Verified, error) {
 	fail := func(reason string, err error) (Verified, error) {
 		attrs := []any{"reason", reason, "card", MaskCardNumber(number), "action", string(act)}
@@ -68,46 +70,56 @@ func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action)
 		return fail("malformed card number", nil)
 	}
 	number = n
-	// refuse is a refusal before any comparison: the same charge, HMAC and
-	// audit work as a wrong PIN.
-	refuse := func(c storage.Card, reason string) (Verified, error) {
-		if _, err := s.reg.ChargePINAttempt(ctx, noCardID, s.lockAfter); err != nil &&
-			!errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrPINLocked) {
-			return fail(reason+", dummy charge", err)
-		}
-		PINMatches(s.pinKey, noCardID, pin, c.PIN.Verifier)
-		s.pinRefused(ctx, c, number, reason, act)
-		return fail(reason, nil)
-	}
 	c, err := s.reg.CardByNumber(ctx, number)
-	if errors.Is(err, storage.ErrNotFound) {
-		return refuse(storage.Card{}, "unknown card")
-	}
-	if err != nil {
+	refused := ""
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		refused = "unknown card"
+	case err != nil:
 		return fail("lookup", err)
-	}
-	if act != ActionApplyECard {
+	case act != ActionApplyECard:
 		if _, err := CardTransition(c.Status, act); err != nil {
-			return refuse(c, "card "+string(c.Status))
+			refused = "card " + string(c.Status)
 		}
-	} else if c.Status == storage.CardReplaced || c.Status == storage.CardCancelled {
-		return refuse(c, "card "+string(c.Status))
+	case c.Status == storage.CardReplaced || c.Status == storage.CardCancelled:
+		refused = "card " + string(c.Status)
 	}
-	st, err := s.reg.ChargePINAttempt(ctx, c.ID, s.lockAfter)
-	if errors.Is(err, storage.ErrPINLocked) {
-		PINMatches(s.pinKey, c.ID, pin, c.PIN.Verifier)
-		s.pinRefused(ctx, c, number, "locked", act)
-		return fail("locked", nil)
+	chargeID := c.ID
+	if refused != "" {
+		chargeID = noCardID
 	}
-	if err != nil {
-		return fail("charge", err)
-	}
-	if !PINMatches(s.pinKey, c.ID, pin, c.PIN.Verifier) || !isPINShape(pin) {
-		s.pinFailed(ctx, c, st, act)
+	var st storage.PINCounterState
+	ok := false
+	err = s.tx(ctx, func(tx storage.RegistryTx) error {
+		var err error
+		st, err = tx.ChargePINAttempt(ctx, chargeID, s.lockAfter)
+		switch {
+		case refused != "" && (err == nil || errors.Is(err, storage.ErrNotFound)):
+		case errors.Is(err, storage.ErrPINLocked):
+			refused = "locked"
+		case err != nil:
+			return err
+		}
+		ok = PINMatches(s.pinKey, chargeID, pin, c.PIN.Verifier) && isPINShape(pin) && refused == ""
+		switch {
+		case refused != "":
+			return s.audit(ctx, tx, Actor{ID: "holder:unauthenticated"}, "pin.verify_refused", c.ID, map[string]any{"holder_id": c.HolderID,
+				"number": MaskCardNumber(number), "reason": refused, "for": string(act)})
+		case !ok:
+			return s.pinFailed(ctx, tx, c, st, act)
+		}
+		return tx.ResetPINFailures(ctx, c.ID)
+	})
+	switch {
+	case err != nil:
+		return fail("recording the check", err)
+	case refused != "":
+		return fail(refused, nil)
+	case !ok:
+		if st.Locked && s.onLocked != nil {
+			s.onLocked()
+		}
 		return fail(fmt.Sprintf("wrong pin (%d consecutive)", st.Failures), nil)
-	}
-	if err := s.reg.ResetPINFailures(ctx, c.ID); err != nil {
-		return fail("reset counter", err)
 	}
 	h, err := s.reg.Holder(ctx, c.HolderID)
 	if err != nil {
@@ -117,47 +129,25 @@ func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action)
 	return Verified{Card: c, Holder: h, MustChange: c.PIN.MustChange}, nil
 }
 
-// noCardID is a card id no card has (ids are 32 hex digits): the dummy
-// charge of a refusal that has no card to charge.
+// noCardID is a card id no card has (ids are 32 hex digits): what a refusal
+// without a card to charge charges.
 const noCardID = "-"
 
-// pinRefused audits a PIN check refused before the comparison (unknown
-// card, a card whose state refuses the action, a locked PIN) in one
-// transaction, like pinFailed: PIN spraying shows in the audit log, and the
-// refusal costs what a wrong PIN costs. A failure to record is logged.
-func (s *Service) pinRefused(ctx context.Context, c storage.Card, number, reason string, act Action) {
-	err := s.tx(ctx, func(tx storage.RegistryTx) error {
-		return s.audit(ctx, tx, Actor{ID: "holder:unauthenticated"}, "pin.verify_refused", c.ID, map[string]any{"holder_id": c.HolderID,
-			"number": MaskCardNumber(number), "reason": reason, "for": string(act)})
-	})
-	if err != nil {
-		s.log.ErrorContext(ctx, "card: recording pin refusal", "card", MaskCardNumber(number), "err", err)
-	}
-}
-
 // pinFailed audits a wrong PIN on a known card and, when this failure
-// locked the PIN, the lock (audit + outbox event) — one transaction. A
-// failure to record is logged, never turned into a different answer.
-func (s *Service) pinFailed(ctx context.Context, c storage.Card, st storage.PINCounterState, act Action) {
-	err := s.tx(ctx, func(tx storage.RegistryTx) error {
-		if err := s.audit(ctx, tx, Actor{ID: "holder:unauthenticated"}, "pin.verify_failed", c.ID, map[string]any{"holder_id": c.HolderID,
-			"number": MaskCardNumber(c.Number), "failures": st.Failures, "for": string(act)}); err != nil {
-			return err
-		}
-		if !st.Locked {
-			return nil
-		}
-		if err := s.event(ctx, tx, EventPINLocked, c.ID, map[string]any{"holder_id": c.HolderID, "card_id": c.ID}); err != nil {
-			return err
-		}
-		return s.audit(ctx, tx, Actor{ID: "system"}, "pin.locked", c.ID, map[string]any{"holder_id": c.HolderID, "number": MaskCardNumber(c.Number), "after": s.lockAfter})
-	})
-	if err != nil {
-		s.log.ErrorContext(ctx, "card: recording pin failure", "card", MaskCardNumber(c.Number), "err", err)
+// locked the PIN, the lock (audit + outbox event), in the transaction that
+// charged the attempt.
+func (s *Service) pinFailed(ctx context.Context, tx storage.RegistryTx, c storage.Card, st storage.PINCounterState, act Action) error {
+	if err := s.audit(ctx, tx, Actor{ID: "holder:unauthenticated"}, "pin.verify_failed", c.ID, map[string]any{"holder_id": c.HolderID,
+		"number": MaskCardNumber(c.Number), "failures": st.Failures, "for": string(act)}); err != nil {
+		return err
 	}
-	if st.Locked && s.onLocked != nil {
-		s.onLocked()
+	if !st.Locked {
+		return nil
 	}
+	if err := s.event(ctx, tx, EventPINLocked, c.ID, map[string]any{"holder_id": c.HolderID, "card_id": c.ID}); err != nil {
+		return err
+	}
+	return s.audit(ctx, tx, Actor{ID: "system"}, "pin.locked", c.ID, map[string]any{"holder_id": c.HolderID, "number": MaskCardNumber(c.Number), "after": s.lockAfter})
 }
 
 // CheckIssuable is what every code, token and session issuer calls on the
