@@ -903,6 +903,25 @@ func testOutboxConcurrent(t *testing.T, open func(t *testing.T) storage.Registry
 	if !rep.OK || rep.Entries != writers*each {
 		t.Fatalf("audit after concurrent appends: %+v", rep)
 	}
+	// The same through the registry's own one-entry transactions (AppendAudit
+	// outside Tx): concurrent appends must not fork the chain.
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, err := r.AppendAudit(ctx, storage.AuditEntry{Actor: "s", Action: "a", Target: fmt.Sprintf("%d-%d", w, i)}); err != nil {
+					t.Errorf("AppendAudit: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rep, err = r.VerifyAudit(ctx)
+	noErr(t, "VerifyAudit", err)
+	if !rep.OK || rep.Entries != 2*writers*each {
+		t.Fatalf("audit after concurrent one-entry appends: %+v", rep)
+	}
 }
 
 func testAudit(t *testing.T, open func(t *testing.T) storage.Registry) {

@@ -13,7 +13,7 @@ import (
 // inTx runs fn in r's transaction, or in a new one when r is the pool, so
 // multi-statement primitives (outbox, audit) are never split across commits.
 func (r *q) inTx(ctx context.Context, fn func(*q) error) error {
-	if _, ok := r.db.(*dbsql.DB); !ok {
+	if r.inTransaction() {
 		return fn(r)
 	}
 	return r.s.Tx(ctx, func(tx storage.RegistryTx) error { return fn(tx.(*q)) })

@@ -99,3 +99,16 @@ func (q cachedQuerier) QueryRowContext(ctx context.Context, query string, args .
 	}
 	return q.base.QueryRowContext(ctx, query, args...)
 }
+
+// inTransaction reports whether r runs inside a transaction (Tx) rather
+// than on the pool (the Store).
+func (r *q) inTransaction() bool {
+	switch db := r.db.(type) {
+	case *dbsql.DB:
+		return false
+	case cachedQuerier:
+		return db.tx != nil
+	default:
+		return true
+	}
+}
