@@ -76,6 +76,11 @@ type FileConfig struct {
 		TrustedProxies  []string      `yaml:"trusted_proxies"` // CIDRs whose X-Forwarded-For is believed
 		TLSTerminated   bool          `yaml:"tls_terminated"`  // a TLS proxy is in front (required in production)
 		ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+		// ReadHeaderTimeout cuts a client that sends its headers too slowly
+		// (slowloris); ReadTimeout one whose whole request (headers and
+		// body) takes longer. Defaults 10 s and 30 s.
+		ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+		ReadTimeout       time.Duration `yaml:"read_timeout"`
 	} `yaml:"http"`
 
 	Observability struct {
@@ -97,6 +102,8 @@ func defaults() FileConfig {
 	c.QR.TxnPerIPPerMinute = 60
 	c.Wallet.AnonymousPerIPPer10Min = 60
 	c.HTTP.ShutdownTimeout = 15 * time.Second
+	c.HTTP.ReadHeaderTimeout = 10 * time.Second
+	c.HTTP.ReadTimeout = 30 * time.Second
 	c.Observability.LogLevel = "info"
 	return c
 }
@@ -215,6 +222,9 @@ func (c *FileConfig) Validate() error {
 	}
 	if c.HTTP.ShutdownTimeout <= 0 {
 		bad("http.shutdown_timeout: must be positive")
+	}
+	if c.HTTP.ReadHeaderTimeout <= 0 || c.HTTP.ReadTimeout < c.HTTP.ReadHeaderTimeout {
+		bad("http.read_header_timeout and http.read_timeout: must be positive, read_timeout at least read_header_timeout")
 	}
 	for _, p := range c.HTTP.TrustedProxies {
 		if _, _, err := net.ParseCIDR(p); err != nil {

@@ -118,16 +118,7 @@ func run(ctx context.Context, args []string, logger *slog.Logger, level *slog.Le
 	}
 	defer a.Close()
 
-	srv := &http.Server{
-		Handler:           a.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		// No WriteTimeout: SSE streams are long-lived; handlers bound their own work.
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 32 << 10,
-		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		BaseContext:    func(net.Listener) context.Context { return ctx },
-	}
+	srv := a.httpServer(ctx, logger)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err

@@ -276,6 +276,24 @@ func (a *app) mount(mux *http.ServeMux) error {
 	return nil
 }
 
+// httpServer is the server esscd runs: its limits (header size, slow
+// clients) come from the configuration. Requests' contexts derive from ctx.
+func (a *app) httpServer(ctx context.Context, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: a.cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       a.cfg.HTTP.ReadTimeout,
+		// No WriteTimeout: SSE streams are long-lived; handlers bound their own work.
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: maxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:    func(net.Listener) context.Context { return ctx },
+	}
+}
+
+// maxHeaderBytes bounds request line and headers (larger: 431).
+const maxHeaderBytes = 32 << 10
+
 // readyz answers 200 only when both the registry and the session store answer.
 func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
