@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ory/fosite"
@@ -118,7 +119,7 @@ func newApp(ctx context.Context, cfg FileConfig, log *slog.Logger) (_ *app, err 
 	if err := a.mount(mux); err != nil {
 		return nil, err
 	}
-	a.handler = instrument(mux, a.metrics, log)
+	a.handler = limitBodies(instrument(mux, a.metrics, log))
 	a.workers = append(a.workers,
 		func(ctx context.Context) { a.prov.RunEvents(ctx, 2*time.Second) },
 		func(ctx context.Context) { a.watchOutbox(ctx, 15*time.Second) },
@@ -293,6 +294,25 @@ func (a *app) httpServer(ctx context.Context, logger *slog.Logger) *http.Server 
 
 // maxHeaderBytes bounds request line and headers (larger: 431).
 const maxHeaderBytes = 32 << 10
+
+// maxFormBody bounds the bodies of the OAuth endpoints (token, PAR,
+// revocation, introspection, logout, userinfo, authorize by POST) and of
+// the browser's QR endpoints, whose handlers parse forms: net/http's
+// ParseForm alone would read 10 MB. The JSON APIs bound their own bodies.
+const maxFormBody = 64 << 10
+
+// limitBodies caps the request bodies of the form endpoints; reading past
+// the cap fails (the endpoint answers invalid_request) and closes the
+// connection.
+func limitBodies(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := strings.TrimPrefix(r.URL.Path, "/gm")
+		if strings.HasPrefix(p, "/oauth2/") || p == "/userinfo" || strings.HasPrefix(r.URL.Path, "/qr/") {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // readyz answers 200 only when both the registry and the session store answer.
 func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
