@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
+	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
@@ -32,6 +35,8 @@ func (s *Store) mapErr(err error) error {
 		return fmt.Errorf("%w", storage.ErrNotFound)
 	case errors.Is(err, context.Canceled):
 		return err
+	case errors.Is(err, syscall.ENOSPC):
+		return s.diskFull(err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, dbsql.ErrConnDone),
 		errors.Is(err, driver.ErrBadConn), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
@@ -67,9 +72,11 @@ func (s *Store) mapErr(err error) error {
 			return fmt.Errorf("%w: referenced record", storage.ErrNotFound)
 		case code&0xff == sqlite3.SQLITE_CONSTRAINT:
 			return fmt.Errorf("%w: %w", storage.ErrInvalidRecord, err)
+		case code&0xff == sqlite3.SQLITE_FULL:
+			return s.diskFull(err)
 		case code&0xff == sqlite3.SQLITE_BUSY, code&0xff == sqlite3.SQLITE_LOCKED,
 			code&0xff == sqlite3.SQLITE_CANTOPEN, code&0xff == sqlite3.SQLITE_IOERR,
-			code&0xff == sqlite3.SQLITE_FULL, code&0xff == sqlite3.SQLITE_READONLY:
+			code&0xff == sqlite3.SQLITE_READONLY:
 			return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 		}
 		return fmt.Errorf("sql: %w", err)
@@ -78,4 +85,22 @@ func (s *Store) mapErr(err error) error {
 		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}
 	return fmt.Errorf("sql: %w", err)
+}
+
+// diskFull is the unavailability of a registry that cannot grow, named so an
+// operator reading the log knows what to free (SQLITE_FULL or ENOSPC).
+func (s *Store) diskFull(err error) error {
+	where := "the registry database"
+	if s.file != "" {
+		where = fmt.Sprintf("the SQLite registry %s (data directory %s)", s.file, filepath.Dir(s.file))
+	}
+	return fmt.Errorf("%w: disk full: no space left for %s; free space and retry: %w", storage.ErrUnavailable, where, err)
+}
+
+// sqliteFile is the database file of a sqlite:// or file: URL.
+func sqliteFile(raw string) string {
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		raw = raw[:i]
+	}
+	return strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite://"), "file:")
 }

@@ -53,6 +53,7 @@ type Store struct {
 	now     func() time.Time
 	log     *slog.Logger
 	stmts   *stmtCache // SQLite only; nil on PostgreSQL
+	file    string     // the SQLite database file, named in disk-full errors
 }
 
 var _ storage.Registry = (*Store)(nil)
@@ -68,6 +69,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, dialect: d, secrets: cfg.Secrets, now: cfg.Now, log: cfg.Logger}
+	if d == sqliteDialect {
+		s.file = sqliteFile(cfg.URL)
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
