@@ -11,6 +11,7 @@ package main
 import (
 	"bytes"
 	"context"
+	dbsql "database/sql"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -317,4 +319,242 @@ func readAdminCredentials(t *testing.T, data string) adminCredentials {
 		t.Fatalf("admin credentials: %v", err)
 	}
 	return c
+}
+
+// mountSmall mounts a tmpfs of size on dir (unmounted in cleanup) and
+// reports whether it could.
+func mountSmall(t *testing.T, dir, size string) bool {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return false
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Logf("mount tmpfs: %v %s", err, out)
+		return false
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	return true
+}
+
+// fillDisk writes filler files under dir until the file system is full and
+// returns their paths.
+func fillDisk(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	chunk := make([]byte, 4096)
+	for i := 0; ; i++ {
+		p := filepath.Join(dir, "filler-"+strconv.Itoa(i))
+		f, err := os.Create(p)
+		if err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return files
+			}
+			t.Fatal(err)
+		}
+		files = append(files, p)
+		full := false
+		for n := 0; n < 256; n++ {
+			if _, err := f.Write(chunk); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatal(err)
+				}
+				full = true
+				break
+			}
+		}
+		f.Close()
+		if full {
+			return files
+		}
+	}
+}
+
+// adminToken gets a client-credentials token for the bootstrap admin client.
+func adminToken(t *testing.T, base, data string) string {
+	t.Helper()
+	creds := readAdminCredentials(t, data)
+	code, body := do(t, http.DefaultClient, "POST", base+"/oauth2/token",
+		strings.NewReader("grant_type=client_credentials&scope=essc.admin.cards+essc.admin.audit"),
+		"Content-Type", "application/x-www-form-urlencoded", "Authorization", basicAuth(creds.ClientID, creds.ClientSecret))
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if code != 200 || json.Unmarshal(body, &tok) != nil || tok.AccessToken == "" {
+		t.Fatalf("admin token: %d %s", code, body)
+	}
+	return tok.AccessToken
+}
+
+// TestFaultSQLiteDiskFull runs the esscd binary on the embedded default
+// (SQLite, in-memory sessions) with its data directory on a small tmpfs,
+// fills the disk, and writes: an e-card application and an outlet action
+// (report loss) answer 503 temporarily_unavailable without SQL text, a
+// restart on the full disk comes up, the log names the data directory and
+// "disk full"; once space is freed the same writes succeed and what was
+// stored before is intact (card unchanged, integrity check, audit chain).
+// Without permission to mount it falls back to SQLite's max_page_count.
+func TestFaultSQLiteDiskFull(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test: runs the binary")
+	}
+	dir := t.TempDir()
+	buildBinaries(t, dir, "esscd", "esscctl")
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(data, "registry.db")
+	mounted := mountSmall(t, data, "8m")
+	if !mounted {
+		t.Log("FALLBACK: cannot mount a tmpfs (not root or not permitted): the disk is \"full\" by SQLite's max_page_count instead")
+	}
+	bin := filepath.Join(dir, "esscd")
+	start := func(dbURL string) *proc {
+		return startESSCD(t, bin, nil, "--data", data, "--demo", "--database", dbURL, "--shutdown-timeout", "5s")
+	}
+	srv := start("sqlite://" + db)
+	base := "http://" + srv.addr
+	ctx := context.Background()
+	k, _ := signing.GenerateKey(signing.AlgSM2SM3)
+	phone := &client.Client{Base: base, Key: k}
+	w, w2 := demoCards[0], demoCards[1]
+	if _, err := phone.Apply(ctx, wallet.ApplyRequest{CardNumber: w.Number, SSN: ssnFor(w.SSNPrefix), Name: w.Name, PIN: w.PIN}); err != nil {
+		t.Fatal(err)
+	}
+	tok := adminToken(t, base, data)
+	getCard := func(base, tok string) []byte {
+		code, body := do(t, http.DefaultClient, "GET", base+"/admin/v1/cards/"+w.Number, nil, "Authorization", "Bearer "+tok)
+		if code != 200 {
+			t.Fatalf("get card: %d %s", code, body)
+		}
+		return body
+	}
+	before := getCard(base, tok)
+	var c struct{ Version int }
+	json.Unmarshal(before, &c)
+	reportLoss := func(base, tok string) (int, []byte) {
+		return do(t, http.DefaultClient, "POST", base+"/admin/v1/cards/"+w.Number+"/report-loss",
+			strings.NewReader(`{"version":`+strconv.Itoa(c.Version)+`}`), "Authorization", "Bearer "+tok, "Content-Type", "application/json")
+	}
+	apply2 := func(base string) error {
+		k2, _ := signing.GenerateKey(signing.AlgSM2SM3)
+		_, err := (&client.Client{Base: base, Key: k2}).Apply(ctx, wallet.ApplyRequest{CardNumber: w2.Number, SSN: ssnFor(w2.SSNPrefix), Name: w2.Name, PIN: w2.PIN})
+		return err
+	}
+
+	// Fill the disk.
+	var fillers []string
+	if mounted {
+		fillers = fillDisk(t, data)
+	} else {
+		srv.stop(t)
+		fillSQLite(t, db, "CREATE TABLE fault_filler (b BLOB)")
+		srv = start("sqlite://" + db + "?_pragma=max_page_count(1)") // clamped to the current size
+		base = "http://" + srv.addr
+		tok = adminToken(t, base, data)
+	}
+	var e *client.Error
+	applied := false
+	if err := apply2(base); !mounted && err == nil {
+		applied = true
+		t.Log("FALLBACK: the e-card application fitted in free space of existing pages under max_page_count")
+	} else if !errors.As(err, &e) || e.Status != 503 || e.Code != "temporarily_unavailable" {
+		t.Errorf("e-card application on a full disk: %v (want 503 temporarily_unavailable)", err)
+	} else {
+		checkClean(t, "apply", []byte(e.Message))
+	}
+	code, body := reportLoss(base, tok)
+	want503JSON(t, "report loss on a full disk", code, body)
+	// A restart on the full disk comes up and still answers 503 for writes.
+	srv.stop(t)
+	logs := srv.logs.String()
+	if mounted { // (under max_page_count the first write freed pages for the next)
+		srv = start("sqlite://" + db)
+		base = "http://" + srv.addr
+		tok = adminToken(t, base, data)
+		code, body = reportLoss(base, tok)
+		want503JSON(t, "report loss after a restart on a full disk", code, body)
+		srv.stop(t)
+		logs += srv.logs.String()
+	}
+	if !strings.Contains(logs, "disk full") || !strings.Contains(logs, "data directory "+data) {
+		t.Errorf("the log does not say \"disk full\" with the data directory %s:\n%s", data, logs)
+	}
+	if strings.Contains(logs, "panic") {
+		t.Errorf("panic in the log:\n%s", logs)
+	}
+
+	// Free the space: nothing stored before is damaged; the writes succeed.
+	for _, f := range fillers {
+		os.Remove(f)
+	}
+	if !mounted {
+		fillSQLite(t, db, "DROP TABLE fault_filler")
+	}
+	srv = start("sqlite://" + db)
+	base = "http://" + srv.addr
+	tok = adminToken(t, base, data)
+	if after := getCard(base, tok); !bytes.Equal(after, before) {
+		t.Errorf("card changed by the failed writes:\nbefore %s\nafter  %s", before, after)
+	}
+	if err := apply2(base); !applied && err != nil {
+		t.Errorf("e-card application after freeing space: %v", err)
+	}
+	if code, body := reportLoss(base, tok); code != 200 {
+		t.Errorf("report loss after freeing space: %d %s", code, body)
+	}
+	srv.stop(t)
+	sqlDB, err := dbsql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var integrity string
+	if err := sqlDB.QueryRow("PRAGMA integrity_check").Scan(&integrity); err != nil || integrity != "ok" {
+		t.Errorf("integrity_check: %q %v", integrity, err)
+	}
+	sqlDB.Close()
+	out, err := exec.Command(filepath.Join(dir, "esscctl"), "audit", "verify", "--database", "sqlite://"+db, "--keys", filepath.Join(data, "keys")).CombinedOutput()
+	if err != nil {
+		t.Errorf("audit chain after the disk-full episode: %v\n%s", err, out)
+	}
+}
+
+// fillSQLite (the fallback without a tmpfs) runs stmt and, when it creates
+// the filler table, fills the database file to its max_page_count.
+func fillSQLite(t *testing.T, db, stmt string) {
+	t.Helper()
+	sqlDB, err := dbsql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlDB.Close()
+	sqlDB.SetMaxOpenConns(1)
+	if _, err := sqlDB.Exec(stmt); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(stmt, "CREATE") {
+		return
+	}
+	var pages int
+	if err := sqlDB.QueryRow("PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqlDB.Exec("PRAGMA max_page_count = " + strconv.Itoa(pages+64)); err != nil {
+		t.Fatal(err)
+	}
+	for n := 0; ; n++ {
+		if _, err := sqlDB.Exec("INSERT INTO fault_filler VALUES (randomblob(200))"); err != nil {
+			if !strings.Contains(err.Error(), "full") || n == 0 {
+				t.Fatalf("filling the database: %v", err)
+			}
+			break
+		}
+	}
+	if _, err := sqlDB.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
 }
