@@ -21,6 +21,7 @@ import (
 // portal: authorize → QR page → e-card app scan/confirm → callback, where the
 // portal shows the verified SM2-signed ID token.
 func TestDemo(t *testing.T) {
+	checkGoroutineLeaks(t)
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}

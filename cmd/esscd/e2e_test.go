@@ -263,6 +263,7 @@ func (b *browser) exchange(code string) (map[string]any, int) {
 }
 
 func TestEndToEndQRLogin(t *testing.T) {
+	checkGoroutineLeaks(t)
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}

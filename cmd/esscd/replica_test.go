@@ -22,6 +22,7 @@ import (
 // when replica 2 records the scan, and PIN failures on both replicas add up
 // to one durable lock.
 func TestTwoReplicas(t *testing.T) {
+	checkGoroutineLeaks(t)
 	r, d := os.Getenv("ESSC_TEST_REDIS_URL"), os.Getenv("ESSC_TEST_DATABASE_URL")
 	if r == "" || d == "" {
 		t.Skip("ESSC_TEST_REDIS_URL and ESSC_TEST_DATABASE_URL not set: two-replica test skipped")
