@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/essc-project/essc/idp/entitlement"
 	"github.com/essc-project/essc/idp/secret"
 	"github.com/essc-project/essc/idp/wallet"
+	"github.com/essc-project/essc/qrlogin"
 	"github.com/essc-project/essc/signing"
 	"github.com/essc-project/essc/storage"
 	"github.com/essc-project/essc/storage/memory"
@@ -119,7 +121,7 @@ func newApp(ctx context.Context, cfg FileConfig, log *slog.Logger) (_ *app, err 
 	if err := a.mount(mux); err != nil {
 		return nil, err
 	}
-	a.handler = limitBodies(instrument(mux, a.metrics, log))
+	a.handler = limitBodies(sameOriginQR(cfg.Issuer, instrument(mux, a.metrics, log)))
 	a.workers = append(a.workers,
 		func(ctx context.Context) { a.prov.RunEvents(ctx, 2*time.Second) },
 		func(ctx context.Context) { a.watchOutbox(ctx, 15*time.Second) },
@@ -312,6 +314,51 @@ func limitBodies(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// sameOriginQR refuses (403) requests to the browser's QR transaction
+// endpoints (poll, events, collect, cancel, restart) that the browser marks
+// as coming from another site: Sec-Fetch-Site other than same-origin or none
+// (a typed URL), or an Origin other than the issuer's (an opaque "null"
+// leaves it to Sec-Fetch-Site). The binding cookie is
+// SameSite=Strict, so browsers do not attach it to such requests; this is
+// the second line for those that would, and for a sibling site (same-site).
+func sameOriginQR(issuer string, next http.Handler) http.Handler {
+	own := webOrigin(issuer)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, qrlogin.Base) {
+			site := r.Header.Get("Sec-Fetch-Site")
+			origin := r.Header.Get("Origin")
+			// "null" is what Chromium sends for the login page's own form
+			// posts (Referrer-Policy: no-referrer): Sec-Fetch-Site decides.
+			if (site != "" && site != "same-origin" && site != "none") || (origin != "" && origin != "null" && webOrigin(origin) != own) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Cache-Control", "no-store")
+				w.WriteHeader(http.StatusForbidden)
+				io.WriteString(w, `{"error":"cross_site_request","message":"请在登录页面中完成登录"}`+"\n")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// webOrigin is the ASCII serialisation of u's origin (RFC 6454:
+// scheme://host[:port], lower case, default port dropped); "" when u is not
+// an absolute http(s) URL (an opaque "null" origin never matches).
+func webOrigin(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		return ""
+	}
+	host, port := strings.ToLower(p.Hostname()), p.Port()
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port == "" || (p.Scheme == "http" && port == "80") || (p.Scheme == "https" && port == "443") {
+		return p.Scheme + "://" + host
+	}
+	return p.Scheme + "://" + host + ":" + port
 }
 
 // readyz answers 200 only when both the registry and the session store answer.
