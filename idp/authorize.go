@@ -303,7 +303,7 @@ func (pr *profile) completeSession(ctx context.Context, ar fosite.AuthorizeReque
 			return nil, fosite.ErrLoginRequired.WithHint("The authentication is older than max_age.")
 		}
 	}
-	if _, err := pr.p.cfg.Holders.Identity(ctx, a.HolderID, a.ECardID); err != nil {
+	if err := pr.p.cfg.Holders.Check(ctx, a.HolderID, a.ECardID); err != nil {
 		if errors.Is(err, ErrInactive) {
 			return nil, fosite.ErrAccessDenied.WithHint("The card or e-card is not active.").WithWrap(err)
 		}

@@ -72,6 +72,11 @@ func (f *fakeHolders) Identity(_ context.Context, holderID, ecardID string) (Ide
 	return id, nil
 }
 
+func (f *fakeHolders) Check(ctx context.Context, holderID, ecardID string) error {
+	_, err := f.Identity(ctx, holderID, ecardID)
+	return err
+}
+
 func (f *fakeHolders) setInactive(ecard string, v bool) {
 	f.mu.Lock()
 	f.inactive[ecard] = v

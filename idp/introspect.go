@@ -51,7 +51,7 @@ func (pr *profile) introspect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s, ok := ar.GetSession().(*Session); ok && s.HolderID != "" {
-		if _, err := pr.p.cfg.Holders.Identity(ctx, s.HolderID, s.ECardID); err != nil {
+		if err := pr.p.cfg.Holders.Check(ctx, s.HolderID, s.ECardID); err != nil {
 			if isUnavailable(err) {
 				writeUnavailable(w)
 				return
@@ -115,7 +115,7 @@ func (pr *profile) accessToken(ctx context.Context, tok string) (fosite.AccessRe
 		return nil, nil, fosite.ErrServerError.WithDebug("unexpected session type")
 	}
 	if s.HolderID != "" {
-		if _, err := pr.p.cfg.Holders.Identity(ctx, s.HolderID, s.ECardID); err != nil {
+		if err := pr.p.cfg.Holders.Check(ctx, s.HolderID, s.ECardID); err != nil {
 			return nil, nil, err
 		}
 	}

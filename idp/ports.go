@@ -70,6 +70,10 @@ type HolderDirectory interface {
 	// the holder's, or the PIN must still be changed; storage.ErrUnavailable
 	// when the registry is down.
 	Identity(ctx context.Context, holderID, ecardID string) (Identity, error)
+	// Check is Identity's status check without the claims (no holder read,
+	// no SSN decryption): what token, refresh, introspection and the login
+	// steps need.
+	Check(ctx context.Context, holderID, ecardID string) error
 }
 
 // Identity is what claims are made from. SSN is plaintext in memory only.

@@ -8,8 +8,8 @@ import (
 	"github.com/essc-project/essc/storage"
 )
 
-// RegistryDirectory is the HolderDirectory over the durable registry: three
-// indexed point reads (e-card, card, holder) per check.
+// RegistryDirectory is the HolderDirectory over the durable registry: one
+// indexed join (e-card and card) per check, plus the holder for Identity.
 type RegistryDirectory struct {
 	Registry storage.RegistryReader
 }
@@ -20,41 +20,50 @@ var _ HolderDirectory = RegistryDirectory{}
 // active, its card active with no pending initial-PIN change (DESIGN.md §6).
 // Unknown records are ErrInactive; outages pass through (storage.ErrUnavailable).
 func (d RegistryDirectory) Identity(ctx context.Context, holderID, ecardID string) (Identity, error) {
-	inactive := func(why string) (Identity, error) {
-		return Identity{}, fmt.Errorf("e-card %q: %s: %w", ecardID, why, ErrInactive)
-	}
-	e, err := d.Registry.ECard(ctx, ecardID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return inactive("unknown e-card")
-	} else if err != nil {
+	e, c, err := d.check(ctx, holderID, ecardID)
+	if err != nil {
 		return Identity{}, err
-	}
-	if e.HolderID != holderID {
-		return inactive("not the holder's")
-	}
-	if e.Status != storage.ECardActive {
-		return inactive("e-card " + string(e.Status))
-	}
-	c, err := d.Registry.Card(ctx, e.CardID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return inactive("unknown card")
-	} else if err != nil {
-		return Identity{}, err
-	}
-	switch {
-	case c.HolderID != holderID:
-		return inactive("card of another holder")
-	case c.Status != storage.CardActive:
-		return inactive("card " + string(c.Status))
-	case c.PIN.MustChange:
-		return inactive("initial PIN not changed")
 	}
 	h, err := d.Registry.Holder(ctx, holderID)
 	if errors.Is(err, storage.ErrNotFound) {
-		return inactive("unknown holder")
+		return Identity{}, inactive(ecardID, "unknown holder")
 	} else if err != nil {
 		return Identity{}, err
 	}
 	return Identity{HolderID: h.ID, ECardID: e.ID, Name: h.Name, SSN: h.SSN, SSNMasked: h.SSNMasked,
 		CardStatus: string(c.Status), Region: c.Region, Level: e.Level}, nil
+}
+
+// Check implements HolderDirectory.
+func (d RegistryDirectory) Check(ctx context.Context, holderID, ecardID string) error {
+	_, _, err := d.check(ctx, holderID, ecardID)
+	return err
+}
+
+func (d RegistryDirectory) check(ctx context.Context, holderID, ecardID string) (storage.ECard, storage.Card, error) {
+	e, c, err := d.Registry.ECardWithCard(ctx, ecardID)
+	var why string
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		why = "unknown e-card"
+	case err != nil:
+		return e, c, err
+	case e.HolderID != holderID:
+		why = "not the holder's"
+	case e.Status != storage.ECardActive:
+		why = "e-card " + string(e.Status)
+	case c.HolderID != holderID:
+		why = "card of another holder"
+	case c.Status != storage.CardActive:
+		why = "card " + string(c.Status)
+	case c.PIN.MustChange:
+		why = "initial PIN not changed"
+	default:
+		return e, c, nil
+	}
+	return storage.ECard{}, storage.Card{}, inactive(ecardID, why)
+}
+
+func inactive(ecardID, why string) error {
+	return fmt.Errorf("e-card %q: %s: %w", ecardID, why, ErrInactive)
 }

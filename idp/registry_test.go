@@ -39,6 +39,15 @@ func (f *fakeRegistry) Card(_ context.Context, id string) (storage.Card, error) 
 	return c, f.get(ok)
 }
 
+func (f *fakeRegistry) ECardWithCard(ctx context.Context, id string) (storage.ECard, storage.Card, error) {
+	e, err := f.ECard(ctx, id)
+	if err != nil {
+		return e, storage.Card{}, err
+	}
+	c, err := f.Card(ctx, e.CardID)
+	return e, c, err
+}
+
 func (f *fakeRegistry) Holder(_ context.Context, id string) (storage.Holder, error) {
 	h, ok := f.holders[id]
 	return h, f.get(ok)
@@ -72,6 +81,9 @@ func TestRegistryDirectory(t *testing.T) {
 			tt.mutate(f)
 			id, err := RegistryDirectory{Registry: f}.Identity(context.Background(), tt.holder, "e1")
 			if tt.want == nil {
+				if cerr := (RegistryDirectory{Registry: f}).Check(context.Background(), tt.holder, "e1"); cerr != nil {
+					t.Fatalf("Check: %v", cerr)
+				}
 				if err != nil || id.Name != "李四" || id.Level != 2 || id.Region != "410100" || id.SSNMasked == "" {
 					t.Fatalf("%+v %v", id, err)
 				}
@@ -79,6 +91,9 @@ func TestRegistryDirectory(t *testing.T) {
 			}
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err %v, want %v", err, tt.want)
+			}
+			if cerr := (RegistryDirectory{Registry: f}).Check(context.Background(), tt.holder, "e1"); !errors.Is(cerr, tt.want) {
+				t.Fatalf("Check: %v, want %v", cerr, tt.want)
 			}
 			if tt.want == ErrInactive && errors.Is(err, storage.ErrUnavailable) {
 				t.Fatal("inactive reported as outage")

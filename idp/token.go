@@ -55,7 +55,7 @@ func (pr *profile) token(w http.ResponseWriter, r *http.Request) {
 			pr.accessError(ctx, w, ar, fosite.ErrServerError.WithDebug("stored session is not a holder session"))
 			return
 		}
-		if _, err := pr.p.cfg.Holders.Identity(ctx, s.HolderID, s.ECardID); err != nil {
+		if err := pr.p.cfg.Holders.Check(ctx, s.HolderID, s.ECardID); err != nil {
 			if errors.Is(err, ErrInactive) {
 				pr.revokeRequest(ctx, ar.GetID())
 			}

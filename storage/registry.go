@@ -171,6 +171,9 @@ type RegistryReader interface {
 	CardsOfHolder(ctx context.Context, holderID string) ([]Card, error)
 
 	ECard(ctx context.Context, id string) (ECard, error)
+	// ECardWithCard returns the e-card and its card in one read: the status
+	// re-check every login step, token, introspection and userinfo call makes.
+	ECardWithCard(ctx context.Context, ecardID string) (ECard, Card, error)
 	// LiveECardOfCard returns the card's non-revoked e-card.
 	LiveECardOfCard(ctx context.Context, cardID string) (ECard, error)
 	// ECardsOfHolder returns every e-card of the holder, oldest first.

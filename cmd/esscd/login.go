@@ -140,7 +140,7 @@ func (b *qrBridge) Complete(w http.ResponseWriter, r *http.Request, req qrlogin.
 }
 
 func (b *qrBridge) CheckHolder(ctx context.Context, holderID, ecardID string) error {
-	_, err := idp.RegistryDirectory{Registry: b.a.reg}.Identity(ctx, holderID, ecardID)
+	err := idp.RegistryDirectory{Registry: b.a.reg}.Check(ctx, holderID, ecardID)
 	if errors.Is(err, idp.ErrInactive) {
 		return fmt.Errorf("%w: %w", qrlogin.ErrHolderInactive, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -536,6 +537,16 @@ func testECards(t *testing.T, open func(t *testing.T) storage.Registry) {
 	if susp.Version != 2 {
 		t.Fatalf("version %d", susp.Version)
 	}
+	// One read of e-card and card sees the same rows as the two point reads.
+	je, jc, err := r.ECardWithCard(ctx, e.ID)
+	noErr(t, "ECardWithCard", err)
+	wantE, _ := r.ECard(ctx, e.ID)
+	wantC, _ := r.Card(ctx, w.card.ID)
+	if !reflect.DeepEqual(je, wantE) || !reflect.DeepEqual(jc, wantC) || je.Status != storage.ECardSuspended {
+		t.Fatalf("ECardWithCard = %+v %+v, want %+v %+v", je, jc, wantE, wantC)
+	}
+	_, _, err = r.ECardWithCard(ctx, "no-such-ecard")
+	wantErr(t, "ECardWithCard unknown", err, storage.ErrNotFound)
 	stale := e
 	stale.Status = storage.ECardActive
 	err = r.Tx(ctx, func(tx storage.RegistryTx) error { _, err := tx.UpdateECard(ctx, stale); return err })

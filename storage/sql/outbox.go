@@ -108,22 +108,26 @@ func (r *q) AppendAudit(ctx context.Context, e storage.AuditEntry) (storage.Audi
 		e.At = r.s.now()
 	}
 	e.At = fromMicros(micros(e.At))
-	err := r.inTx(ctx, func(t *q) error {
-		if err := t.queryRow(ctx, `UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, chain`).Scan(&e.Seq, &e.Prev); err != nil {
-			return t.s.mapErr(err)
-		}
-		e.Chain = storage.AuditChain(t.s.secrets.AuditKey, e.Prev, e)
-		if _, err := t.exec(ctx, `INSERT INTO audit_log (seq, at, actor, act, action, target, details, prev, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			e.Seq, micros(e.At), e.Actor, e.Act, e.Action, e.Target, []byte(e.Details), e.Prev, e.Chain); err != nil {
-			return err
-		}
-		_, err := t.exec(ctx, `UPDATE audit_head SET chain = ? WHERE id = 1`, e.Chain)
-		return err
-	})
-	if err != nil {
+	if !r.inTransaction() {
+		return r.s.audit.append(ctx, e) // group commit with concurrent appends
+	}
+	if err := r.queryRow(ctx, `UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, chain`).Scan(&e.Seq, &e.Prev); err != nil {
+		return storage.AuditEntry{}, fmt.Errorf("sql: append audit: %w", r.s.mapErr(err))
+	}
+	e.Chain = storage.AuditChain(r.s.secrets.AuditKey, e.Prev, e)
+	if err := r.insertAudit(ctx, e); err != nil {
+		return storage.AuditEntry{}, fmt.Errorf("sql: append audit: %w", err)
+	}
+	if _, err := r.exec(ctx, `UPDATE audit_head SET chain = ? WHERE id = 1`, e.Chain); err != nil {
 		return storage.AuditEntry{}, fmt.Errorf("sql: append audit: %w", err)
 	}
 	return e, nil
+}
+
+func (r *q) insertAudit(ctx context.Context, e storage.AuditEntry) error {
+	_, err := r.exec(ctx, `INSERT INTO audit_log (seq, at, actor, act, action, target, details, prev, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Seq, micros(e.At), e.Actor, e.Act, e.Action, e.Target, []byte(e.Details), e.Prev, e.Chain)
+	return err
 }
 
 const auditCols = `seq, at, actor, act, action, target, details, prev, chain`

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/essc-project/essc/storage"
@@ -173,15 +174,24 @@ const cardCols = `id, holder_id, number, region, issued_on, status, cancel_reaso
 
 func scanCard(row interface{ Scan(...any) error }) (storage.Card, error) {
 	var c storage.Card
-	var issued, changed, created, updated int64
-	var must, locked int
-	if err := row.Scan(&c.ID, &c.HolderID, &c.Number, &c.Region, &issued, &c.Status, &c.CancelReason,
-		&c.PIN.Verifier, &must, &c.PIN.Failures, &locked, &changed, &c.Version, &created, &updated); err != nil {
+	dest, finish := cardTargets(&c)
+	if err := row.Scan(dest...); err != nil {
 		return c, err
 	}
-	c.IssuedOn, c.PIN.ChangedAt, c.CreatedAt, c.UpdatedAt = fromMicros(issued), fromMicros(changed), fromMicros(created), fromMicros(updated)
-	c.PIN.MustChange, c.PIN.Locked = must != 0, locked != 0
+	finish()
 	return c, nil
+}
+
+// cardTargets returns the Scan destinations for cardCols and the step that
+// converts them into c once scanned.
+func cardTargets(c *storage.Card) ([]any, func()) {
+	var issued, changed, created, updated int64
+	var must, locked int
+	return []any{&c.ID, &c.HolderID, &c.Number, &c.Region, &issued, &c.Status, &c.CancelReason,
+			&c.PIN.Verifier, &must, &c.PIN.Failures, &locked, &changed, &c.Version, &created, &updated}, func() {
+			c.IssuedOn, c.PIN.ChangedAt, c.CreatedAt, c.UpdatedAt = fromMicros(issued), fromMicros(changed), fromMicros(created), fromMicros(updated)
+			c.PIN.MustChange, c.PIN.Locked = must != 0, locked != 0
+		}
 }
 
 func (r *q) oneCard(ctx context.Context, where string, arg any) (storage.Card, error) {
@@ -328,12 +338,46 @@ const ecardCols = `id, card_id, holder_id, level, status, version, revoked_at, c
 
 func scanECard(row interface{ Scan(...any) error }) (storage.ECard, error) {
 	var e storage.ECard
-	var revoked, created, updated int64
-	if err := row.Scan(&e.ID, &e.CardID, &e.HolderID, &e.Level, &e.Status, &e.Version, &revoked, &created, &updated); err != nil {
+	dest, finish := ecardTargets(&e)
+	if err := row.Scan(dest...); err != nil {
 		return e, err
 	}
-	e.RevokedAt, e.CreatedAt, e.UpdatedAt = fromMicros(revoked), fromMicros(created), fromMicros(updated)
+	finish()
 	return e, nil
+}
+
+func ecardTargets(e *storage.ECard) ([]any, func()) {
+	var revoked, created, updated int64
+	return []any{&e.ID, &e.CardID, &e.HolderID, &e.Level, &e.Status, &e.Version, &revoked, &created, &updated}, func() {
+		e.RevokedAt, e.CreatedAt, e.UpdatedAt = fromMicros(revoked), fromMicros(created), fromMicros(updated)
+	}
+}
+
+// ecardWithCardQuery reads an e-card and its card in one indexed join.
+var ecardWithCardQuery = `SELECT ` + qualify("e", ecardCols) + `, ` + qualify("c", cardCols) +
+	` FROM ecards e JOIN cards c ON c.id = e.card_id WHERE e.id = ?`
+
+// qualify prefixes every column of a column list with alias.
+func qualify(alias, cols string) string {
+	parts := strings.Split(cols, ",")
+	for i, p := range parts {
+		parts[i] = alias + "." + strings.TrimSpace(p)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// ECardWithCard implements storage.RegistryReader.
+func (r *q) ECardWithCard(ctx context.Context, ecardID string) (storage.ECard, storage.Card, error) {
+	var e storage.ECard
+	var c storage.Card
+	ed, efinish := ecardTargets(&e)
+	cd, cfinish := cardTargets(&c)
+	if err := r.queryRow(ctx, ecardWithCardQuery, ecardID).Scan(append(ed, cd...)...); err != nil {
+		return storage.ECard{}, storage.Card{}, r.s.mapErr(err)
+	}
+	efinish()
+	cfinish()
+	return e, c, nil
 }
 
 // CreateECard implements storage.RegistryTx.

@@ -54,6 +54,7 @@ type Store struct {
 	log     *slog.Logger
 	stmts   *stmtCache // SQLite only; nil on PostgreSQL
 	file    string     // the SQLite database file, named in disk-full errors
+	audit   *auditBatcher
 }
 
 var _ storage.Registry = (*Store)(nil)
@@ -86,6 +87,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.stmts = newStmtCache(db)
 	}
 	s.q = q{s: s, db: s.querier(nil)}
+	s.audit = newAuditBatcher(s)
 	return s, nil
 }
 
@@ -188,6 +190,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the pool.
 func (s *Store) Close() error {
+	s.audit.close()
 	if s.stmts != nil {
 		s.stmts.close()
 	}

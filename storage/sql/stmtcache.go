@@ -62,9 +62,12 @@ func (c *stmtCache) close() {
 	}
 }
 
-// cachedQuerier runs queries through the statement cache, on the pool or
-// inside one transaction (tx.StmtContext reuses the statement already
-// prepared on the transaction's connection).
+// cachedQuerier runs the pool's queries through the statement cache. Inside
+// a transaction it runs them directly: with tx.StmtContext re-using the
+// pool's statements, 16 concurrent outlet transactions on SQLite sometimes
+// waited out the 10 s busy timeout (registry suite, concurrent update card),
+// and the hot path — status reads on every login step — runs outside
+// transactions anyway.
 type cachedQuerier struct {
 	c    *stmtCache
 	tx   *dbsql.Tx // nil: the pool
@@ -72,11 +75,10 @@ type cachedQuerier struct {
 }
 
 func (q cachedQuerier) stmt(ctx context.Context, query string) *dbsql.Stmt {
-	st := q.c.get(ctx, query)
-	if st != nil && q.tx != nil {
-		st = q.tx.StmtContext(ctx, st)
+	if q.tx != nil {
+		return nil
 	}
-	return st
+	return q.c.get(ctx, query)
 }
 
 func (q cachedQuerier) ExecContext(ctx context.Context, query string, args ...any) (dbsql.Result, error) {
