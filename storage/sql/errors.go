@@ -59,7 +59,8 @@ func (s *Store) mapErr(err error) error {
 	}
 	var connErr *pgconn.ConnectError
 	var netErr net.Error
-	if errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.Timeout(err) {
+	var retryable interface{ SafeToRetry() bool } // pgconn's connection-level errors ("conn closed", write failures)
+	if errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.Timeout(err) || errors.As(err, &retryable) {
 		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}
 	var sqErr *sqlite.Error
