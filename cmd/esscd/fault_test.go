@@ -23,15 +23,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/essc-project/essc/idp/admin"
 	"github.com/essc-project/essc/idp/wallet"
 	"github.com/essc-project/essc/idp/wallet/client"
 	"github.com/essc-project/essc/signing"
+	"github.com/essc-project/essc/storage"
 )
 
 // internals are strings no answer may carry during an outage: driver and
@@ -556,5 +559,233 @@ func fillSQLite(t *testing.T, db, stmt string) {
 	}
 	if _, err := sqlDB.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// pgProxy is a TCP proxy in front of the shared PostgreSQL that the test can
+// cut: refuse new connections and close the open ones, or close a
+// connection the moment its client sends COMMIT (the transaction never
+// commits; PostgreSQL rolls it back).
+type pgProxy struct {
+	ln          net.Listener
+	upstream    string
+	mu          sync.Mutex
+	conns       map[net.Conn]bool
+	down        bool
+	cutAtCommit bool
+	cutCommits  int
+}
+
+func startPGProxy(t *testing.T, upstream string) *pgProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pgProxy{ln: ln, upstream: upstream, conns: map[net.Conn]bool{}}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			down := p.down
+			p.mu.Unlock()
+			if down {
+				c.Close()
+				continue
+			}
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.track(c, u)
+			wg.Add(2)
+			go func() { defer wg.Done(); p.pipe(u, c, true) }()
+			go func() { defer wg.Done(); p.pipe(c, u, false) }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); p.cut(); wg.Wait() })
+	return p
+}
+
+func (p *pgProxy) track(cs ...net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range cs {
+		p.conns[c] = true
+	}
+}
+
+// pipe copies src to dst; on the client side it watches for COMMIT.
+func (p *pgProxy) pipe(dst, src net.Conn, fromClient bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if fromClient && bytes.Contains(bytes.ToLower(buf[:n]), []byte("commit")) {
+				p.mu.Lock()
+				cut := p.cutAtCommit
+				if cut {
+					p.cutCommits++
+				}
+				p.mu.Unlock()
+				if cut {
+					src.Close()
+					dst.Close()
+					return
+				}
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				src.Close()
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+// cut refuses new connections and closes the open ones.
+func (p *pgProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[net.Conn]bool{}
+}
+
+func (p *pgProxy) restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down, p.cutAtCommit = false, false
+}
+
+func (p *pgProxy) armCommitCut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cutAtCommit, p.cutCommits = true, 0
+}
+
+// registrySnapshot is everything an outlet action may change.
+type registrySnapshot struct {
+	card   string
+	events []storage.Event
+	audit  []storage.AuditEntry
+}
+
+// TestFaultPostgresDownDuringOutletAction wires esscd (registry on a fresh
+// PostgreSQL schema reached through a proxy the test cuts, sessions in
+// memory) and runs outlet actions through the admin API while PostgreSQL
+// goes away: cut at the action's COMMIT and fully unreachable. Each answers
+// 503 temporarily_unavailable; after the proxy is restored the card, its
+// e-card, the outbox and the audit log are exactly as before; repeating the
+// action succeeds once and emits its events and audit entry exactly once.
+func TestFaultPostgresDownDuringOutletAction(t *testing.T) {
+	d := os.Getenv("ESSC_TEST_DATABASE_URL")
+	if testing.Short() || d == "" {
+		t.Skip("needs ESSC_TEST_DATABASE_URL (and not -short)")
+	}
+	u, err := url.Parse(postgresSchema(t, d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startPGProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	s := newStack(t, u.String(), "")
+	ctx := context.Background()
+	number := s.issue(t, "41010519560315201", "P10000001")
+	s.phone(t, "41010519560315201", number, "258147")
+	tok := s.serviceToken(t, "outlet-terminal", "社保服务网点", "outlet.example.gov.cn", admin.ScopeCards)
+	snapshot := func() registrySnapshot {
+		t.Helper()
+		code, body := do(t, http.DefaultClient, "GET", s.base+"/admin/v1/cards/"+number, nil, "Authorization", "Bearer "+tok)
+		if code != 200 {
+			t.Fatalf("get card: %d %s", code, body)
+		}
+		evs, err := s.a.reg.Events(ctx, 0, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		audit, err := s.a.reg.AuditEntries(ctx, 0, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return registrySnapshot{card: string(body), events: evs, audit: audit}
+	}
+	same := func(what string, a, b registrySnapshot) {
+		t.Helper()
+		if a.card != b.card || len(a.events) != len(b.events) || len(a.audit) != len(b.audit) {
+			t.Fatalf("%s: half-applied:\ncard %s\n  -> %s\nevents %d -> %d, audit %d -> %d", what, a.card, b.card,
+				len(a.events), len(b.events), len(a.audit), len(b.audit))
+		}
+	}
+	version := func(card string) int {
+		var c struct{ Version int }
+		json.Unmarshal([]byte(card), &c)
+		return c.Version
+	}
+	action := func(name, extra string, v int) (int, []byte) {
+		return do(t, http.DefaultClient, "POST", s.base+"/admin/v1/cards/"+number+"/"+name,
+			strings.NewReader(`{"version":`+strconv.Itoa(v)+extra+`}`), "Authorization", "Bearer "+tok, "Content-Type", "application/json")
+	}
+
+	for _, tc := range []struct{ name, extra, how string }{
+		{"report-loss", "", "cut at commit"},
+		{"report-loss", "", "unreachable"},
+		{"cancel", `,"reason":"death"`, "cut at commit"},
+	} {
+		before := snapshot()
+		v := version(before.card)
+		if tc.how == "cut at commit" {
+			proxy.armCommitCut()
+		} else {
+			proxy.cut()
+		}
+		code, body := action(tc.name, tc.extra, v)
+		want503JSON(t, tc.name+" ("+tc.how+")", code, body)
+		if tc.how == "cut at commit" && proxy.cutCommits == 0 {
+			t.Fatalf("%s: the proxy never saw the COMMIT", tc.name)
+		}
+		if tc.how == "unreachable" {
+			waitReady(t, s.base, 503)
+		}
+		proxy.restore()
+		waitReady(t, s.base, 200)
+		same(tc.name+" ("+tc.how+")", before, snapshot())
+
+		// Repeated: applied once, its events and audit entry once.
+		if code, body := action(tc.name, tc.extra, v); code != 200 {
+			t.Fatalf("%s repeated after recovery: %d %s", tc.name, code, body)
+		}
+		after := snapshot()
+		if version(after.card) != v+1 || len(after.audit) != len(before.audit)+1 || len(after.events) <= len(before.events) {
+			t.Fatalf("%s: version %d→%d, audit %d→%d, events %d→%d", tc.name, v, version(after.card),
+				len(before.audit), len(after.audit), len(before.events), len(after.events))
+		}
+		seen := map[string]bool{}
+		for _, e := range after.events[len(before.events):] {
+			k := e.Type + "/" + e.Aggregate
+			if seen[k] {
+				t.Fatalf("%s: event %s emitted twice", tc.name, k)
+			}
+			seen[k] = true
+		}
+		if code, _ := action(tc.name, tc.extra, v); code == 200 {
+			t.Fatalf("fail/%s applied twice with the same version", tc.name)
+		}
+		if tc.name == "report-loss" {
+			if code, body := action("unfreeze", "", v+1); code != 200 {
+				t.Fatalf("unfreeze: %d %s", code, body)
+			}
+		}
 	}
 }
