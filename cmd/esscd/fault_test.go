@@ -92,12 +92,10 @@ func (p *proc) alive(t *testing.T) {
 		t.Fatalf("esscd exited: %v\n%s", err, p.logs.String())
 	default:
 	}
-	if p.cmd.ProcessState != nil {
-		t.Fatalf("esscd exited\n%s", p.logs.String())
-	}
 }
 
-// noPanic fails if the server log shows a recovered or unrecovered panic.
+// noPanic fails if the server log shows a recovered or unrecovered panic
+// (after the process has exited: the log is written until then).
 func (p *proc) noPanic(t *testing.T) {
 	t.Helper()
 	if l := p.logs.String(); strings.Contains(l, "panic") || strings.Contains(l, "goroutine ") {
@@ -264,7 +262,6 @@ func TestFaultRedisKilledMidLogin(t *testing.T) {
 		t.Errorf("readyz during the outage: %s", body)
 	}
 	srv.alive(t)
-	srv.noPanic(t)
 
 	// Redis comes back on the same port, empty.
 	startRedis(t, rbin, raddr)
@@ -301,8 +298,8 @@ func TestFaultRedisKilledMidLogin(t *testing.T) {
 		t.Fatalf("login after recovery failed:\n%s", body)
 	}
 	srv.alive(t)
-	srv.noPanic(t)
 	srv.stop(t)
+	srv.noPanic(t)
 }
 
 func basicAuth(id, secret string) string {
@@ -669,6 +666,12 @@ func (p *pgProxy) restore() {
 	p.down, p.cutAtCommit = false, false
 }
 
+func (p *pgProxy) commitsCut() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cutCommits
+}
+
 func (p *pgProxy) armCommitCut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -752,7 +755,7 @@ func TestFaultPostgresDownDuringOutletAction(t *testing.T) {
 		}
 		code, body := action(tc.name, tc.extra, v)
 		want503JSON(t, tc.name+" ("+tc.how+")", code, body)
-		if tc.how == "cut at commit" && proxy.cutCommits == 0 {
+		if tc.how == "cut at commit" && proxy.commitsCut() == 0 {
 			t.Fatalf("%s: the proxy never saw the COMMIT", tc.name)
 		}
 		if tc.how == "unreachable" {
