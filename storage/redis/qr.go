@@ -124,6 +124,11 @@ func (s *Store) cas(ctx context.Context, id, from, to, version string, next *sto
 	}
 	switch res[0].(int64) {
 	case 1:
+		if next != nil { // the script wrote exactly next, one version on
+			t := *next
+			t.State, t.Version = to, next.Version+1
+			return t, nil
+		}
 		var d []byte
 		if len(res) == 3 {
 			ds, _ := res[2].(string)

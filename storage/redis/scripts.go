@@ -13,12 +13,12 @@ import (
 // Times are Unix milliseconds from the store clock (ARGV), never Redis TIME,
 // so expiry decisions follow Config.Now.
 
-// putItem stores a fosite item: meta r=request id x=expiry [a=hash of the access
-// token of a refresh token]; payload = encoded request.
+// putItem stores a fosite item: meta r=request id x=expiry a=hash of the
+// access token of a refresh token (” for others) i=invalidated t=rotated at
+// (both reset, so one HSET replaces the whole record); payload = encoded
+// request. Three commands in the script.
 var putItem = redis.NewScript(`
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'r', ARGV[2], 'x', ARGV[3])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'a', ARGV[5]) end
+redis.call('HSET', KEYS[1], 'r', ARGV[2], 'x', ARGV[3], 'a', ARGV[5], 'i', '0', 't', '0')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
 return 1`)
@@ -49,7 +49,7 @@ var rotateRefresh = redis.NewScript(`
 local x = redis.call('HGET', KEYS[1], 'x')
 if not x or tonumber(x) <= tonumber(ARGV[1]) then return {0, ''} end
 local t = redis.call('HGET', KEYS[1], 't')
-if t then
+if t and t ~= '0' then
   if tonumber(ARGV[1]) - tonumber(t) >= tonumber(ARGV[2]) then return {3, ''} end
   return {2, ''}
 end
@@ -68,8 +68,8 @@ return 1`)
 var putFields = redis.NewScript(`
 local x = redis.call('HGET', KEYS[1], 'x')
 if x and tonumber(x) > tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[1])
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end
+if x then redis.call('DEL', KEYS[1]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
 return 1`)
@@ -93,18 +93,21 @@ return n`)
 // qrCAS moves a QR transaction from ARGV[2] to ARGV[3]. ARGV: now, from, to,
 // expected version (” = any), '1' to also set b/x/d, binding, expiry, data,
 // ttl, channel. Returns {0} not found, {2, state} state conflict, {3, state}
-// version moved, {1, HGETALL} success (and publishes a wake-up).
+// version moved, {1, HGETALL, payload} success (and publishes a wake-up);
+// with '1' (the caller sent the whole new record) just {1, ”}.
 var qrCAS = redis.NewScript(`
 local r = redis.call('HMGET', KEYS[1], 's', 'v', 'x')
 if not r[3] or tonumber(r[3]) <= tonumber(ARGV[1]) then return {0, ''} end
 if r[1] ~= ARGV[2] then return {2, r[1]} end
 if ARGV[4] ~= '' and r[2] ~= ARGV[4] then return {3, r[1]} end
-redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', tonumber(r[2]) + 1)
 if ARGV[5] == '1' then
-  redis.call('HSET', KEYS[1], 'b', ARGV[6], 'x', ARGV[7])
+  redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', tonumber(r[2]) + 1, 'b', ARGV[6], 'x', ARGV[7])
   redis.call('PEXPIRE', KEYS[1], ARGV[9])
   redis.call('SET', KEYS[2], ARGV[8], 'PX', ARGV[9])
+  redis.call('PUBLISH', ARGV[10], '1')
+  return {1, ''}
 end
+redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', tonumber(r[2]) + 1)
 redis.call('PUBLISH', ARGV[10], '1')
 return {1, redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or ''}`)
 
