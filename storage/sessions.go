@@ -149,6 +149,11 @@ type QRStore interface {
 	// transition and is returned unchanged. On success the watchers of the
 	// transaction are notified (as NotifyQR). ErrNotFound if unknown/expired.
 	TransitionQR(ctx context.Context, id, from, to string, mutate func(*QRTransaction) error) (QRTransaction, error)
+	// TransitionQRFrom is TransitionQR(cur.ID, cur.State, to, mutate) for a
+	// caller that has just read cur: the store may start from cur instead of
+	// reading again (one round trip less on Redis); when the stored version
+	// has moved since, it reads afresh and behaves exactly as TransitionQR.
+	TransitionQRFrom(ctx context.Context, cur QRTransaction, to string, mutate func(*QRTransaction) error) (QRTransaction, error)
 	// RedeemQR is the single-use completion: like TransitionQR(from, to) with
 	// no mutation, except that a transaction already in state `to` returns
 	// ErrAlreadyUsed (a replay), any other state ErrStateConflict.

@@ -73,6 +73,12 @@ func (s *Store) TransitionQR(ctx context.Context, id, from, to string, mutate fu
 	return s.transition(ctx, id, from, to, mutate, false)
 }
 
+// TransitionQRFrom implements storage.QRStore: the store lock makes a fresh
+// read free, so it is TransitionQR.
+func (s *Store) TransitionQRFrom(ctx context.Context, cur storage.QRTransaction, to string, mutate func(*storage.QRTransaction) error) (storage.QRTransaction, error) {
+	return s.TransitionQR(ctx, cur.ID, cur.State, to, mutate)
+}
+
 // RedeemQR implements storage.QRStore.
 func (s *Store) RedeemQR(ctx context.Context, id, from, to string) (storage.QRTransaction, error) {
 	return s.transition(ctx, id, from, to, nil, true)

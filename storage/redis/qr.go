@@ -72,6 +72,10 @@ func (s *Store) TransitionQR(ctx context.Context, id, from, to string, mutate fu
 	if mutate == nil {
 		return s.cas(ctx, id, from, to, "", nil, false)
 	}
+	return s.mutateLoop(ctx, id, from, to, mutate)
+}
+
+func (s *Store) mutateLoop(ctx context.Context, id, from, to string, mutate func(*storage.QRTransaction) error) (storage.QRTransaction, error) {
 	for range maxCASRetries {
 		cur, err := s.GetQR(ctx, id)
 		if err != nil {
@@ -80,22 +84,43 @@ func (s *Store) TransitionQR(ctx context.Context, id, from, to string, mutate fu
 		if cur.State != from {
 			return storage.QRTransaction{}, fmt.Errorf("qr is %s, not %s: %w", cur.State, from, storage.ErrStateConflict)
 		}
-		next := cur
-		next.BindingHash = append([]byte(nil), cur.BindingHash...)
-		next.Data = append([]byte(nil), cur.Data...)
-		if err := mutate(&next); err != nil {
-			return storage.QRTransaction{}, err
-		}
-		if err := storage.CheckQRMutation(cur, next); err != nil {
-			return storage.QRTransaction{}, err
-		}
-		t, err := s.cas(ctx, id, from, to, strconv.FormatInt(cur.Version, 10), &next, false)
+		t, err := s.mutateFrom(ctx, cur, to, mutate)
 		if err == errVersionMoved {
 			continue
 		}
 		return t, err
 	}
 	return storage.QRTransaction{}, fmt.Errorf("qr: too many concurrent writers: %w", storage.ErrStateConflict)
+}
+
+// mutateFrom applies mutate to a copy of cur and writes it if the stored
+// version is still cur's (errVersionMoved if not).
+func (s *Store) mutateFrom(ctx context.Context, cur storage.QRTransaction, to string, mutate func(*storage.QRTransaction) error) (storage.QRTransaction, error) {
+	next := cur
+	next.BindingHash = append([]byte(nil), cur.BindingHash...)
+	next.Data = append([]byte(nil), cur.Data...)
+	if mutate != nil {
+		if err := mutate(&next); err != nil {
+			return storage.QRTransaction{}, err
+		}
+	}
+	if err := storage.CheckQRMutation(cur, next); err != nil {
+		return storage.QRTransaction{}, err
+	}
+	return s.cas(ctx, cur.ID, cur.State, to, strconv.FormatInt(cur.Version, 10), &next, false)
+}
+
+// TransitionQRFrom implements storage.QRStore: one script when nobody wrote
+// since cur was read.
+func (s *Store) TransitionQRFrom(ctx context.Context, cur storage.QRTransaction, to string, mutate func(*storage.QRTransaction) error) (storage.QRTransaction, error) {
+	if to == "" {
+		return storage.QRTransaction{}, fmt.Errorf("%w: empty target state", storage.ErrInvalidArgument)
+	}
+	t, err := s.mutateFrom(ctx, cur, to, mutate)
+	if err == errVersionMoved {
+		return s.mutateLoop(ctx, cur.ID, cur.State, to, mutate)
+	}
+	return t, err
 }
 
 // RedeemQR implements storage.QRStore (one Lua script).

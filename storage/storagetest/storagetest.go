@@ -494,6 +494,33 @@ func testQR(t *testing.T, e *env) {
 	if got.State != "scanned" || got.Version != 2 || string(got.Data) != "scanned-by-device-7" {
 		t.Fatalf("after transition: %+v", got)
 	}
+	// TransitionQRFrom starts from the caller's read; a stale read (the version
+	// moved) is re-read, never written over: the mutation sees the fresh data.
+	_, err = e.s.CreateQR(e.ctx, newQR(e, "txn-from"))
+	noErr(t, "create txn-from", err)
+	stale, _ := e.s.GetQR(e.ctx, "txn-from")
+	_, err = e.s.TransitionQR(e.ctx, "txn-from", "pending", "pending", func(q *storage.QRTransaction) error {
+		q.Data = []byte("fresh")
+		return nil
+	})
+	noErr(t, "move version", err)
+	from, err := e.s.TransitionQRFrom(e.ctx, stale, "scanned", func(q *storage.QRTransaction) error {
+		q.Data = append(q.Data, "+scan"...)
+		return nil
+	})
+	noErr(t, "ok/transition from a stale read", err)
+	if got, _ := e.s.GetQR(e.ctx, "txn-from"); from.State != "scanned" || from.Version != 3 || string(from.Data) != "fresh+scan" ||
+		got.Version != 3 || string(got.Data) != "fresh+scan" {
+		t.Fatalf("transition from stale read: %+v, stored %+v", from, got)
+	}
+	next2, err := e.s.TransitionQRFrom(e.ctx, from, "approved", nil)
+	noErr(t, "ok/transition from a current read", err)
+	if next2.State != "approved" || next2.Version != 4 || string(next2.Data) != "fresh+scan" {
+		t.Fatalf("transition from current read: %+v", next2)
+	}
+	_, err = e.s.TransitionQRFrom(e.ctx, stale, "scanned", nil)
+	wantErr(t, "fail/transition from a read whose state moved on", err, storage.ErrStateConflict)
+
 	_, err = e.s.RedeemQR(e.ctx, "txn-1", "approved", "consumed")
 	wantErr(t, "fail/redeem not approved", err, storage.ErrStateConflict)
 	_, err = e.s.TransitionQR(e.ctx, "txn-1", "scanned", "approved", nil)
