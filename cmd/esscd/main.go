@@ -59,6 +59,13 @@ func loadConfig(args []string, stderr io.Writer, getenv func(string) string) (Fi
 	fs.StringVar(&f.Redis.URL, "redis", "", "Redis URL for sessions (default: in memory)")
 	fs.DurationVar(&f.HTTP.ShutdownTimeout, "shutdown-timeout", 0, "grace period for in-flight requests on SIGINT/SIGTERM")
 	fs.DurationVar(&f.Keys.CheckInterval, "key-check-interval", 0, "how often the key rotation schedule is applied")
+	wh := &f.Entitlement.Webhooks
+	fs.DurationVar(&wh.Lease, "webhook-lease", 0, "how long a dispatcher holds an agency's webhook deliveries (at least twice --webhook-timeout; default 1m)")
+	fs.IntVar(&wh.MaxAttempts, "webhook-max-attempts", 0, "failed attempts before a webhook event is dead-lettered (default 8)")
+	fs.DurationVar(&wh.RetryBase, "webhook-retry-base", 0, "delay before the first webhook retry, doubling after each failure (default 1s)")
+	fs.DurationVar(&wh.RetryMax, "webhook-retry-max", 0, "cap of the webhook retry delay (default 1h)")
+	fs.DurationVar(&wh.PollInterval, "webhook-poll-interval", 0, "how often the dispatcher looks for webhook work (default 1s)")
+	fs.DurationVar(&wh.Timeout, "webhook-timeout", 0, "timeout of one webhook request (default 10s)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -93,6 +100,18 @@ func loadConfig(args []string, stderr io.Writer, getenv func(string) string) (Fi
 			c.HTTP.ShutdownTimeout = f.HTTP.ShutdownTimeout
 		case "key-check-interval":
 			c.Keys.CheckInterval = f.Keys.CheckInterval
+		case "webhook-lease":
+			c.Entitlement.Webhooks.Lease = wh.Lease
+		case "webhook-max-attempts":
+			c.Entitlement.Webhooks.MaxAttempts = wh.MaxAttempts
+		case "webhook-retry-base":
+			c.Entitlement.Webhooks.RetryBase = wh.RetryBase
+		case "webhook-retry-max":
+			c.Entitlement.Webhooks.RetryMax = wh.RetryMax
+		case "webhook-poll-interval":
+			c.Entitlement.Webhooks.PollInterval = wh.PollInterval
+		case "webhook-timeout":
+			c.Entitlement.Webhooks.Timeout = wh.Timeout
 		}
 	})
 	c.Finish()
