@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,6 +68,10 @@ type FileConfig struct {
 		AnonymousPerIPPer10Min int `yaml:"anonymous_per_ip_per_10min"`
 	} `yaml:"wallet"`
 
+	Entitlement struct {
+		Webhooks WebhookSettings `yaml:"webhooks"`
+	} `yaml:"entitlement"`
+
 	Liveness struct {
 		Verifier   string `yaml:"verifier"` // "none" | "development"
 		DevKeyFile string `yaml:"development_key_file"`
@@ -88,6 +93,36 @@ type FileConfig struct {
 		Metrics  *bool  `yaml:"metrics"`
 		Pprof    bool   `yaml:"pprof"` // /debug/pprof on the admin listener only
 	} `yaml:"observability"`
+
+	// problems are values of the environment layer that did not parse;
+	// Validate reports them with everything else.
+	problems []error
+}
+
+// WebhookSettings tune the agencies' webhook dispatcher (entitlement.webhooks).
+// Retries back off from RetryBase, doubling, capped at RetryMax; the
+// MaxAttempts-th failure dead-letters the event (an agency redelivers it on
+// demand). A delivery is started only in the first half of a Lease, so the
+// lease must be at least twice the request Timeout: a request that runs to
+// its timeout still ends inside the lease, and no second replica can claim
+// the agency and deliver concurrently.
+type WebhookSettings struct {
+	Lease        time.Duration `yaml:"lease"`
+	MaxAttempts  int           `yaml:"max_attempts"`
+	RetryBase    time.Duration `yaml:"retry_base"`
+	RetryMax     time.Duration `yaml:"retry_max"`
+	PollInterval time.Duration `yaml:"poll_interval"`
+	Timeout      time.Duration `yaml:"timeout"`
+}
+
+// Backoff is the delay after the n-th failed attempt (n ≥ 1):
+// RetryBase·2^(n-1), capped at RetryMax.
+func (w WebhookSettings) Backoff(n int) time.Duration {
+	d := w.RetryBase
+	for i := 1; i < n && d < w.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, w.RetryMax)
 }
 
 // defaults returns the embedded-default configuration (make run).
@@ -105,6 +140,8 @@ func defaults() FileConfig {
 	c.HTTP.ReadHeaderTimeout = 10 * time.Second
 	c.HTTP.ReadTimeout = 30 * time.Second
 	c.Observability.LogLevel = "info"
+	c.Entitlement.Webhooks = WebhookSettings{Lease: time.Minute, MaxAttempts: 8, RetryBase: time.Second,
+		RetryMax: time.Hour, PollInterval: time.Second, Timeout: 10 * time.Second}
 	return c
 }
 
@@ -144,6 +181,30 @@ func envOverrides(c *FileConfig, getenv func(string) string) {
 	set(&c.Redis.Prefix, "ESSC_REDIS_PREFIX")
 	set(&c.Keys.PasswordFile, "ESSC_KEY_PASSWORD_FILE")
 	set(&c.Liveness.Verifier, "ESSC_LIVENESS_VERIFIER")
+	duration := func(dst *time.Duration, key string) {
+		if v := getenv(key); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				c.problems = append(c.problems, fmt.Errorf("%s: %q is not a duration", key, v))
+				return
+			}
+			*dst = d
+		}
+	}
+	wh := &c.Entitlement.Webhooks
+	duration(&wh.Lease, "ESSC_WEBHOOK_LEASE")
+	duration(&wh.RetryBase, "ESSC_WEBHOOK_RETRY_BASE")
+	duration(&wh.RetryMax, "ESSC_WEBHOOK_RETRY_MAX")
+	duration(&wh.PollInterval, "ESSC_WEBHOOK_POLL_INTERVAL")
+	duration(&wh.Timeout, "ESSC_WEBHOOK_TIMEOUT")
+	if v := getenv("ESSC_WEBHOOK_MAX_ATTEMPTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			c.problems = append(c.problems, fmt.Errorf("ESSC_WEBHOOK_MAX_ATTEMPTS: %q is not a number", v))
+		} else {
+			wh.MaxAttempts = n
+		}
+	}
 }
 
 // Finish fills derived defaults (after file, env and flags are applied).
@@ -173,7 +234,7 @@ func (c *FileConfig) RedisEnabled() bool { return c.Redis.URL != "" || len(c.Red
 
 // Validate reports every problem of the configuration at once, joined.
 func (c *FileConfig) Validate() error {
-	var errs []error
+	errs := append([]error(nil), c.problems...)
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
 	if c.Mode != ModeDevelopment && c.Mode != ModeProduction {
@@ -226,6 +287,7 @@ func (c *FileConfig) Validate() error {
 	if c.HTTP.ReadHeaderTimeout <= 0 || c.HTTP.ReadTimeout < c.HTTP.ReadHeaderTimeout {
 		bad("http.read_header_timeout and http.read_timeout: must be positive, read_timeout at least read_header_timeout")
 	}
+	validateWebhooks(c.Entitlement.Webhooks, bad)
 	for _, p := range c.HTTP.TrustedProxies {
 		if _, _, err := net.ParseCIDR(p); err != nil {
 			bad("http.trusted_proxies: %q is not a CIDR", p)
@@ -272,6 +334,41 @@ func (c *FileConfig) Validate() error {
 		bad("issuer: plain http is allowed only on loopback (got %q)", c.Issuer)
 	}
 	return errors.Join(errs...)
+}
+
+// Bounds of entitlement.webhooks: below them a dispatcher hammers the
+// database or the agency, above them an event waits for hours for no reason.
+const (
+	webhookMinInterval = 10 * time.Millisecond
+	webhookMaxLease    = time.Hour
+	webhookMaxRetry    = 24 * time.Hour
+	webhookMaxPoll     = time.Minute
+	webhookMaxTimeout  = 5 * time.Minute
+	webhookMaxAttempts = 100
+)
+
+func validateWebhooks(w WebhookSettings, bad func(string, ...any)) {
+	const p = "entitlement.webhooks."
+	if w.Timeout <= 0 || w.Timeout > webhookMaxTimeout {
+		bad(p+"timeout: %v must be positive and at most %v", w.Timeout, webhookMaxTimeout)
+	}
+	if w.Lease <= 0 || w.Lease > webhookMaxLease {
+		bad(p+"lease: %v must be positive and at most %v", w.Lease, webhookMaxLease)
+	} else if w.Timeout > 0 && w.Lease < 2*w.Timeout {
+		bad(p+"lease: %v must be at least twice timeout (%v): deliveries start only in the first half of a lease, and a request must end inside it", w.Lease, w.Timeout)
+	}
+	if w.MaxAttempts < 1 || w.MaxAttempts > webhookMaxAttempts {
+		bad(p+"max_attempts: %d must be between 1 and %d", w.MaxAttempts, webhookMaxAttempts)
+	}
+	if w.RetryMax < webhookMinInterval || w.RetryMax > webhookMaxRetry {
+		bad(p+"retry_max: %v must be between %v and %v", w.RetryMax, webhookMinInterval, webhookMaxRetry)
+	}
+	if w.RetryBase < webhookMinInterval || w.RetryBase > w.RetryMax {
+		bad(p+"retry_base: %v must be at least %v and at most retry_max (%v)", w.RetryBase, webhookMinInterval, w.RetryMax)
+	}
+	if w.PollInterval < webhookMinInterval || w.PollInterval > webhookMaxPoll {
+		bad(p+"poll_interval: %v must be between %v and %v", w.PollInterval, webhookMinInterval, webhookMaxPoll)
+	}
 }
 
 func hasAnyPrefix(s string, prefixes ...string) bool {

@@ -29,7 +29,10 @@ func (a *app) mountEntitlement(mux *http.ServeMux) error {
 		return err
 	}
 	h.Mount(mux)
-	d, err := entitlement.NewDispatcher(entitlement.DispatcherConfig{Service: svc, SweepInterval: time.Minute, CardInterval: 2 * time.Second})
+	wh := a.cfg.Entitlement.Webhooks
+	d, err := entitlement.NewDispatcher(entitlement.DispatcherConfig{Service: svc, HTTPClient: webhookClient(wh.Timeout),
+		Interval: wh.PollInterval, Lease: wh.Lease, MaxAttempts: wh.MaxAttempts, Backoff: wh.Backoff,
+		SweepInterval: time.Minute, CardInterval: 2 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -43,6 +46,16 @@ func (a *app) mountEntitlement(mux *http.ServeMux) error {
 		d.Stop()
 	})
 	return nil
+}
+
+// webhookClient posts the agencies' webhooks. It never follows a redirect:
+// the registered URL is checked to be https, and a 3xx (to plain http or to
+// another host) would carry the signed event past that check. A redirect
+// counts as a failed attempt, retried and dead-lettered like any other.
+func webhookClient(timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
 }
 
 // entitlementAuth adapts the provider's bearer-token check.
