@@ -54,6 +54,7 @@ func TestCrossSiteRequests(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
+	checkGoroutineLeaks(t)
 	s := newStack(t, "", "")
 	ctx := context.Background()
 	const prefix = "41010519560315301"

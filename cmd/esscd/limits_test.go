@@ -84,6 +84,7 @@ func rawExchange(t *testing.T, base, req string) (*http.Response, []byte) {
 // TestServerHeaderLimit: request headers beyond MaxHeaderBytes (32 KiB) are
 // answered 431 before any handler runs; 16 KiB of headers still pass.
 func TestServerHeaderLimit(t *testing.T) {
+	checkGoroutineLeaks(t)
 	_, base := limitsStack(t)
 	get := func(pad int) *http.Response {
 		resp, _ := rawExchange(t, base, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: "+strings.Repeat("a", pad)+"\r\nConnection: close\r\n\r\n")
@@ -113,6 +114,7 @@ func TestServerBodyLimits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
+	checkGoroutineLeaks(t)
 	s, base := limitsStack(t)
 	ctx := context.Background()
 
@@ -317,6 +319,7 @@ func slowConn(t *testing.T, base, head, trickle string, step, limit time.Duratio
 // cut after ReadHeaderTimeout, one that trickles its body after ReadTimeout
 // — and while 20 such clients hang on, others are served at once.
 func TestServerSlowClients(t *testing.T) {
+	checkGoroutineLeaks(t)
 	_, base := limitsStack(t)
 	const step = 50 * time.Millisecond
 	limit := testReadTimeout + 5*time.Second
