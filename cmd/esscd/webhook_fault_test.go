@@ -63,7 +63,7 @@ type hookTarget struct {
 	// answer returns the status for an attempt (n: its number for this key,
 	// from 1), a redirect Location for 3xx, or hold to block the request
 	// until release is closed.
-	answer  func(a *hookAttempt, n int) (status int, location string, hold bool)
+	answer      func(a *hookAttempt, n int) (status int, location string, hold bool)
 	held        chan hookAttempt
 	release     chan struct{}
 	releaseHeld func()
