@@ -44,7 +44,8 @@ type Store struct {
 	c        redis.UniversalClient
 	p        string
 	now      func() time.Time
-	codec    *storage.RequestCodec
+	codec    *storage.RequestCodec // DEFLATE: tokens, kept for hours in Redis memory
+	plain    *storage.RequestCodec // plain JSON: codes, PKCE, OIDC and PAR records, gone within minutes
 	subjects storage.SubjectsFunc
 	grace    time.Duration
 	fallback time.Duration
@@ -64,6 +65,7 @@ func New(cfg Config) (*Store, error) {
 		p:        cfg.Prefix,
 		now:      cfg.Now,
 		codec:    storage.NewRequestCodec(cfg.Lookup, cfg.NewSession),
+		plain:    &storage.RequestCodec{Lookup: cfg.Lookup, NewSession: cfg.NewSession, Plain: true},
 		subjects: cfg.Subjects,
 		grace:    cfg.RefreshGrace,
 		fallback: cfg.FallbackTTL,

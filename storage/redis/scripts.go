@@ -13,14 +13,15 @@ import (
 // Times are Unix milliseconds from the store clock (ARGV), never Redis TIME,
 // so expiry decisions follow Config.Now.
 
-// putItem stores a fosite item: meta r=request id x=expiry a=hash of the
-// access token of a refresh token (” for others) i=invalidated t=rotated at
-// (both reset, so one HSET replaces the whole record); payload = encoded
-// request. Three commands in the script.
+// putItem stores a fosite item: ARGV payload (the encoded request), ttl,
+// then the meta fields: r=request id x=expiry, for codes and refresh tokens
+// also a=hash of the access token issued with a refresh token, i=invalidated,
+// t=rotated at — reset explicitly, so one HSET replaces a whole record.
+// Three commands in the script.
 var putItem = redis.NewScript(`
-redis.call('HSET', KEYS[1], 'r', ARGV[2], 'x', ARGV[3], 'a', ARGV[5], 'i', '0', 't', '0')
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1`)
 
 // getRecord returns {meta HGETALL, payload or false} in one command.
