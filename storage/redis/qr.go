@@ -1,10 +1,16 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/essc-project/essc/storage"
 )
@@ -13,30 +19,80 @@ const kindQR = "qr"
 
 func (s *Store) qrChannel(id string) string { return s.p + "qrc:" + storage.HashKey(kindQR, id) }
 
-func qrFrom(id string, m map[string]string, data []byte) storage.QRTransaction {
-	return storage.QRTransaction{
-		ID:          id,
-		State:       m["s"],
-		Version:     atoi(m["v"]),
-		ClientID:    m["c"],
-		BindingHash: []byte(m["b"]),
-		CreatedAt:   time.UnixMilli(atoi(m["ca"])),
-		ExpiresAt:   time.UnixMilli(atoi(m["x"])),
-		Data:        data,
-	}
+// A QR transaction is one string key: "x|v|s|" (expiry ms, version, state:
+// what the scripts compare) followed by the rest in a length-prefixed
+// binary form only Go reads (client id, binding hash, created-at, data).
+// A read is one GET; a transition one script (GET, SET, PUBLISH).
+
+func encodeQRRest(t storage.QRTransaction) []byte {
+	b := make([]byte, 0, 32+len(t.ClientID)+len(t.BindingHash)+len(t.Data))
+	b = binary.AppendUvarint(b, uint64(len(t.ClientID)))
+	b = append(b, t.ClientID...)
+	b = binary.AppendUvarint(b, uint64(len(t.BindingHash)))
+	b = append(b, t.BindingHash...)
+	b = binary.AppendVarint(b, ms(t.CreatedAt))
+	return append(b, t.Data...)
 }
+
+func encodeQR(t storage.QRTransaction) []byte {
+	b := strconv.AppendInt(nil, ms(t.ExpiresAt), 10)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, t.Version, 10)
+	b = append(b, '|')
+	b = append(b, t.State...)
+	b = append(b, '|')
+	return append(b, encodeQRRest(t)...)
+}
+
+var errQRRecord = errors.New("redis: malformed qr record")
+
+func decodeQR(id string, v []byte) (storage.QRTransaction, error) {
+	t := storage.QRTransaction{ID: id}
+	var fields [3][]byte
+	for i := range fields {
+		j := bytes.IndexByte(v, '|')
+		if j < 0 {
+			return t, errQRRecord
+		}
+		fields[i], v = v[:j], v[j+1:]
+	}
+	x, err1 := strconv.ParseInt(string(fields[0]), 10, 64)
+	ver, err2 := strconv.ParseInt(string(fields[1]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return t, errQRRecord
+	}
+	t.ExpiresAt, t.Version, t.State = time.UnixMilli(x), ver, string(fields[2])
+	n, k := binary.Uvarint(v)
+	if k <= 0 || uint64(len(v)-k) < n {
+		return t, errQRRecord
+	}
+	t.ClientID, v = string(v[k:k+int(n)]), v[k+int(n):]
+	n, k = binary.Uvarint(v)
+	if k <= 0 || uint64(len(v)-k) < n {
+		return t, errQRRecord
+	}
+	t.BindingHash, v = append([]byte(nil), v[k:k+int(n)]...), v[k+int(n):]
+	ca, k := binary.Varint(v)
+	if k <= 0 {
+		return t, errQRRecord
+	}
+	t.CreatedAt, t.Data = time.UnixMilli(ca), append([]byte(nil), v[k:]...)
+	return t, nil
+}
+
+// validQRState: a state is a word of the QR layer; '|' would break the record.
+func validQRState(st string) bool { return st != "" && !strings.ContainsRune(st, '|') }
 
 // CreateQR implements storage.QRStore (one Lua script).
 func (s *Store) CreateQR(ctx context.Context, t storage.QRTransaction) (storage.QRTransaction, error) {
 	now := s.now()
-	if t.ID == "" || t.State == "" || !t.ExpiresAt.After(now) {
+	if t.ID == "" || !validQRState(t.State) || !t.ExpiresAt.After(now) {
 		return storage.QRTransaction{}, fmt.Errorf("%w: qr transaction needs id, state and a future expiry", storage.ErrInvalidArgument)
 	}
 	t.Version = 1
 	t.CreatedAt = now.Truncate(time.Millisecond)
 	t.ExpiresAt = t.ExpiresAt.Truncate(time.Millisecond)
-	v, err := s.run(ctx, "create qr", putFields, rec(s.key(kindQR, t.ID)), ms(now), s.ttlMS(t.ExpiresAt), t.Data,
-		"s", t.State, "v", 1, "c", t.ClientID, "b", t.BindingHash, "ca", ms(t.CreatedAt), "x", ms(t.ExpiresAt))
+	v, err := s.run(ctx, "create qr", qrCreate, []string{s.key(kindQR, t.ID)}, ms(now), s.ttlMS(t.ExpiresAt), encodeQR(t))
 	if err != nil {
 		return storage.QRTransaction{}, err
 	}
@@ -46,16 +102,23 @@ func (s *Store) CreateQR(ctx context.Context, t storage.QRTransaction) (storage.
 	return t, nil
 }
 
-// GetQR implements storage.QRStore.
+// GetQR implements storage.QRStore (one GET).
 func (s *Store) GetQR(ctx context.Context, id string) (storage.QRTransaction, error) {
-	m, d, err := s.getRec(ctx, "get qr", s.key(kindQR, id))
+	v, err := s.c.Get(ctx, s.key(kindQR, id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return storage.QRTransaction{}, fmt.Errorf("qr: %w", storage.ErrNotFound)
+	}
+	if err != nil {
+		return storage.QRTransaction{}, wrap("get qr", err)
+	}
+	t, err := decodeQR(id, v)
 	if err != nil {
 		return storage.QRTransaction{}, err
 	}
-	if x, ok := m["x"]; !ok || atoi(x) <= ms(s.now()) {
+	if ms(t.ExpiresAt) <= ms(s.now()) {
 		return storage.QRTransaction{}, fmt.Errorf("qr: %w", storage.ErrNotFound)
 	}
-	return qrFrom(id, m, d), nil
+	return t, nil
 }
 
 // maxCASRetries bounds optimistic retries when a mutate-transition loses a
@@ -66,8 +129,8 @@ const maxCASRetries = 8
 // TransitionQR implements storage.QRStore. Without mutate it is one Lua
 // script; with mutate it reads, mutates and writes with a version check.
 func (s *Store) TransitionQR(ctx context.Context, id, from, to string, mutate func(*storage.QRTransaction) error) (storage.QRTransaction, error) {
-	if to == "" {
-		return storage.QRTransaction{}, fmt.Errorf("%w: empty target state", storage.ErrInvalidArgument)
+	if !validQRState(to) {
+		return storage.QRTransaction{}, fmt.Errorf("%w: bad target state", storage.ErrInvalidArgument)
 	}
 	if mutate == nil {
 		return s.cas(ctx, id, from, to, "", nil, false)
@@ -113,8 +176,8 @@ func (s *Store) mutateFrom(ctx context.Context, cur storage.QRTransaction, to st
 // TransitionQRFrom implements storage.QRStore: one script when nobody wrote
 // since cur was read.
 func (s *Store) TransitionQRFrom(ctx context.Context, cur storage.QRTransaction, to string, mutate func(*storage.QRTransaction) error) (storage.QRTransaction, error) {
-	if to == "" {
-		return storage.QRTransaction{}, fmt.Errorf("%w: empty target state", storage.ErrInvalidArgument)
+	if !validQRState(to) {
+		return storage.QRTransaction{}, fmt.Errorf("%w: bad target state", storage.ErrInvalidArgument)
 	}
 	t, err := s.mutateFrom(ctx, cur, to, mutate)
 	if err == errVersionMoved {
@@ -125,8 +188,8 @@ func (s *Store) TransitionQRFrom(ctx context.Context, cur storage.QRTransaction,
 
 // RedeemQR implements storage.QRStore (one Lua script).
 func (s *Store) RedeemQR(ctx context.Context, id, from, to string) (storage.QRTransaction, error) {
-	if to == "" {
-		return storage.QRTransaction{}, fmt.Errorf("%w: empty target state", storage.ErrInvalidArgument)
+	if !validQRState(to) {
+		return storage.QRTransaction{}, fmt.Errorf("%w: bad target state", storage.ErrInvalidArgument)
 	}
 	return s.cas(ctx, id, from, to, "", nil, true)
 }
@@ -134,12 +197,12 @@ func (s *Store) RedeemQR(ctx context.Context, id, from, to string) (storage.QRTr
 var errVersionMoved = fmt.Errorf("qr version moved")
 
 func (s *Store) cas(ctx context.Context, id, from, to, version string, next *storage.QRTransaction, redeem bool) (storage.QRTransaction, error) {
-	set, b, x, d, ttl := "0", []byte(nil), int64(0), []byte(nil), int64(0)
+	set, x, rest, ttl := "0", int64(0), []byte(nil), int64(0)
 	if next != nil {
-		set, b, x, d, ttl = "1", next.BindingHash, ms(next.ExpiresAt), next.Data, s.ttlMS(next.ExpiresAt)
+		set, x, rest, ttl = "1", ms(next.ExpiresAt), encodeQRRest(*next), s.ttlMS(next.ExpiresAt)
 	}
-	v, err := s.run(ctx, "transition qr", qrCAS, rec(s.key(kindQR, id)),
-		ms(s.now()), from, to, version, set, b, x, d, ttl, s.qrChannel(id))
+	v, err := s.run(ctx, "transition qr", qrCAS, []string{s.key(kindQR, id)},
+		ms(s.now()), from, to, version, set, rest, x, ttl, s.qrChannel(id))
 	if err != nil {
 		return storage.QRTransaction{}, err
 	}
@@ -154,12 +217,8 @@ func (s *Store) cas(ctx context.Context, id, from, to, version string, next *sto
 			t.State, t.Version = to, next.Version+1
 			return t, nil
 		}
-		var d []byte
-		if len(res) == 3 {
-			ds, _ := res[2].(string)
-			d = []byte(ds)
-		}
-		return qrFrom(id, pairs(res[1]), d), nil
+		val, _ := res[1].(string)
+		return decodeQR(id, []byte(val))
 	case 2:
 		state, _ := res[1].(string)
 		if redeem && state == to {

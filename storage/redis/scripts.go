@@ -91,28 +91,41 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n`)
 
-// qrCAS moves a QR transaction from ARGV[2] to ARGV[3]. ARGV: now, from, to,
-// expected version (” = any), '1' to also set b/x/d, binding, expiry, data,
-// ttl, channel. Returns {0} not found, {2, state} state conflict, {3, state}
-// version moved, {1, HGETALL, payload} success (and publishes a wake-up);
-// with '1' (the caller sent the whole new record) just {1, ”}.
+// qrCreate stores a QR transaction record (ARGV now, ttl, record) unless a
+// live one (x > now) exists: 1 stored, 0 duplicate.
+var qrCreate = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local x = string.match(cur, '^(%d+)|')
+  if x and tonumber(x) > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+return 1`)
+
+// qrCAS moves a QR transaction record "x|v|s|rest" from state ARGV[2] to
+// ARGV[3]. ARGV: now, from, to, expected version (” = any), '1' to replace
+// x and rest, rest, x, ttl, channel. Returns {0} not found, {2, state}
+// state conflict, {3, state} version moved, {1, ”} written (whole record
+// sent) or {1, new record}; every success publishes a wake-up.
 var qrCAS = redis.NewScript(`
-local r = redis.call('HMGET', KEYS[1], 's', 'v', 'x')
-if not r[3] or tonumber(r[3]) <= tonumber(ARGV[1]) then return {0, ''} end
-if r[1] ~= ARGV[2] then return {2, r[1]} end
-if ARGV[4] ~= '' and r[2] ~= ARGV[4] then return {3, r[1]} end
+local cur = redis.call('GET', KEYS[1])
+if not cur then return {0, ''} end
+local x, v, s, rest = string.match(cur, '^(%d+)|(%d+)|([^|]*)|(.*)$')
+if not x or tonumber(x) <= tonumber(ARGV[1]) then return {0, ''} end
+if s ~= ARGV[2] then return {2, s} end
+if ARGV[4] ~= '' and v ~= ARGV[4] then return {3, s} end
+local nv = string.format('%d', tonumber(v) + 1)
 if ARGV[5] == '1' then
-  redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', tonumber(r[2]) + 1, 'b', ARGV[6], 'x', ARGV[7])
-  redis.call('PEXPIRE', KEYS[1], ARGV[9])
-  redis.call('SET', KEYS[2], ARGV[8], 'PX', ARGV[9])
-  redis.call('PUBLISH', ARGV[10], '1')
+  redis.call('SET', KEYS[1], ARGV[7] .. '|' .. nv .. '|' .. ARGV[3] .. '|' .. ARGV[6], 'PX', ARGV[8])
+  redis.call('PUBLISH', ARGV[9], '1')
   return {1, ''}
 end
-redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', tonumber(r[2]) + 1)
-redis.call('PUBLISH', ARGV[10], '1')
-return {1, redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or ''}`)
+local rec = x .. '|' .. nv .. '|' .. ARGV[3] .. '|' .. rest
+redis.call('SET', KEYS[1], rec, 'KEEPTTL')
+redis.call('PUBLISH', ARGV[9], '1')
+return {1, rec}`)
 
-var allScripts = []*redis.Script{putItem, getRecord, idxAdd, invalidateCode, rotateRefresh, setIfAbsent, putFields, takeFields, rateHit, qrCAS}
+var allScripts = []*redis.Script{putItem, getRecord, idxAdd, invalidateCode, rotateRefresh, setIfAbsent, putFields, takeFields, rateHit, qrCreate, qrCAS}
 
 func loadScripts(ctx context.Context, c redis.UniversalClient) error {
 	for _, sc := range allScripts {

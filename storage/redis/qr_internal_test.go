@@ -1,0 +1,46 @@
+package redisstore
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/essc-project/essc/storage"
+)
+
+func TestQRRecord(t *testing.T) {
+	in := storage.QRTransaction{ID: "txn", State: "scanned", Version: 7, ClientID: "portal|with|bars",
+		BindingHash: []byte{0, '|', 0xff}, CreatedAt: time.UnixMilli(1_700_000_000_123), ExpiresAt: time.UnixMilli(1_700_000_180_123),
+		Data: []byte(`{"n":1}` + "\x00|\n")}
+	rec := encodeQR(in)
+	if !bytes.HasPrefix(rec, []byte("1700000180123|7|scanned|")) {
+		t.Fatalf("header %q", rec[:30])
+	}
+	out, err := decodeQR("txn", rec)
+	if err != nil || out.State != in.State || out.Version != in.Version || out.ClientID != in.ClientID ||
+		!bytes.Equal(out.BindingHash, in.BindingHash) || !out.CreatedAt.Equal(in.CreatedAt) || !out.ExpiresAt.Equal(in.ExpiresAt) ||
+		!bytes.Equal(out.Data, in.Data) {
+		t.Fatalf("round trip: %+v %v", out, err)
+	}
+	for name, bad := range map[string]string{
+		"empty":            "",
+		"no fields":        "123",
+		"no state end":     "123|1|pending",
+		"bad expiry":       "x|1|pending|",
+		"bad version":      "123|v|pending|",
+		"no rest":          "123|1|pending|",
+		"client too long":  "123|1|pending|\x09ab",
+		"binding too long": "123|1|pending|\x00\x05a",
+		"no created-at":    "123|1|pending|\x00\x00",
+	} {
+		if _, err := decodeQR("txn", []byte(bad)); !errors.Is(err, errQRRecord) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for _, st := range []string{"", "a|b"} {
+		if validQRState(st) {
+			t.Errorf("state %q accepted", st)
+		}
+	}
+}
