@@ -65,7 +65,9 @@ func VerifyWebhook(body []byte, sig string, keys signing.KeyResolver) error {
 // DispatcherConfig configures NewDispatcher.
 type DispatcherConfig struct {
 	Service *Service // required: its store, registry (webhook URLs, profiles) and keys are used
-	// HTTPClient posts webhooks; a client with a 10 s timeout if nil.
+	// HTTPClient posts webhooks; if nil, a client with a 10 s timeout that
+	// never follows redirects (a 3xx is a failed attempt: following it would
+	// resend the signed event to any URL, plain http included).
 	HTTPClient *http.Client
 	// Owner names this dispatcher in leases; random if empty.
 	Owner string
@@ -108,7 +110,9 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 		return nil, errors.New("entitlement: dispatcher needs Service")
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
 	}
 	if cfg.Owner == "" {
 		var b [8]byte
