@@ -212,7 +212,7 @@ func BenchmarkFootprint(b *testing.B) {
 	ctx := context.Background()
 	// Only this store's keys: other tests may share the database.
 	usage := func(pattern string) int64 {
-		keys, err := c.Keys(ctx, prefix+strings.TrimPrefix(pattern, "*:")).Result()
+		keys, err := c.Keys(ctx, prefix+"*"+strings.TrimPrefix(pattern, "*:")).Result() // prefix, key format, kind
 		if err != nil {
 			b.Fatal(err)
 		}

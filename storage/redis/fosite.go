@@ -1,8 +1,11 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -73,32 +76,64 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 				idxAdd.EvalSha(ctx, p, []string{s.key(kindSubject, subj)}, r.GetID(), ttl)
 			}
 		}
-		args := []any{data, ttl, "r", r.GetID(), "x", ms(exp)}
-		if kind == kindCode || kind == kindRefresh {
-			args = append(args, "a", access, "i", "0", "t", "0")
-		}
-		putItem.EvalSha(ctx, p, rec(k), args...)
+		p.Set(ctx, k, encodeItem(exp, access, data), time.Duration(ttl)*time.Millisecond)
 	})
 	return err
 }
 
 // item is a stored fosite item.
 type item struct {
-	data        []byte
+	expires     int64 // ms
 	invalidated bool
-	rotatedAt   int64
+	rotatedAt   int64 // ms, 0 if never
+	data        []byte
+}
+
+// encodeItem renders "x|0|0|a|" + the encoded request (scripts.go).
+func encodeItem(exp time.Time, access string, data []byte) []byte {
+	b := make([]byte, 0, 24+len(access)+len(data))
+	b = strconv.AppendInt(b, ms(exp), 10)
+	b = append(b, "|0|0|"...)
+	b = append(b, access...)
+	b = append(b, '|')
+	return append(b, data...)
+}
+
+var errItemRecord = errors.New("redis: malformed token record")
+
+func decodeItem(v []byte) (item, error) {
+	var f [4][]byte
+	for i := range f {
+		j := bytes.IndexByte(v, '|')
+		if j < 0 {
+			return item{}, errItemRecord
+		}
+		f[i], v = v[:j], v[j+1:]
+	}
+	x, err1 := strconv.ParseInt(string(f[0]), 10, 64)
+	t, err2 := strconv.ParseInt(string(f[2]), 10, 64)
+	if err1 != nil || err2 != nil || (string(f[1]) != "0" && string(f[1]) != "1") {
+		return item{}, errItemRecord
+	}
+	return item{expires: x, invalidated: f[1][0] == '1', rotatedAt: t, data: v}, nil
 }
 
 func (s *Store) get(ctx context.Context, kind, raw string) (item, error) {
-	m, d, err := s.getRec(ctx, "get "+kind, s.key(kind, raw))
-	if err != nil {
-		return item{}, err
-	}
-	x, ok := m["x"]
-	if !ok || atoi(x) <= ms(s.now()) {
+	v, err := s.c.Get(ctx, s.key(kind, raw)).Bytes()
+	if errors.Is(err, redis.Nil) {
 		return item{}, fmt.Errorf("%s: %w", kind, storage.ErrNotFound)
 	}
-	return item{data: d, invalidated: m["i"] == "1", rotatedAt: atoi(m["t"])}, nil
+	if err != nil {
+		return item{}, wrap("get "+kind, err)
+	}
+	it, err := decodeItem(v)
+	if err != nil {
+		return item{}, fmt.Errorf("%s: %w", kind, err)
+	}
+	if it.expires <= ms(s.now()) {
+		return item{}, fmt.Errorf("%s: %w", kind, storage.ErrNotFound)
+	}
+	return it, nil
 }
 
 func (s *Store) getRequest(ctx context.Context, kind, raw string) (fosite.Requester, error) {
@@ -110,7 +145,7 @@ func (s *Store) getRequest(ctx context.Context, kind, raw string) (fosite.Reques
 }
 
 func (s *Store) del(ctx context.Context, kind, raw string) error {
-	return wrap("del "+kind, s.c.Del(ctx, rec(s.key(kind, raw))...).Err())
+	return wrap("del "+kind, s.c.Del(ctx, s.key(kind, raw)).Err())
 }
 
 // CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
@@ -261,7 +296,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, _ string, sig string) er
 	switch res[0].(int64) {
 	case 1:
 		if a, _ := res[1].(string); a != "" {
-			return wrap("rotate refresh: delete access", s.c.Del(ctx, rec(s.p+kindAccess+":{"+a+"}")...).Err())
+			return wrap("rotate refresh: delete access", s.c.Del(ctx, s.p+kindAccess+":{"+a+"}").Err())
 		}
 		return nil
 	case 2:
@@ -318,7 +353,7 @@ func (s *Store) revoke(ctx context.Context, requestIDs []string, refresh bool) (
 			var left []any
 			for _, k := range members {
 				if refresh || strings.HasPrefix(k, accessMark) {
-					dels = append(dels, del{i, p.Del(ctx, rec(s.memberKey(k))...)})
+					dels = append(dels, del{i, p.Del(ctx, s.memberKey(k))})
 				} else {
 					left = append(left, k)
 				}

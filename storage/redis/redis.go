@@ -39,6 +39,13 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// keyFormat versions the record layout under the configured prefix. Format
+// 2 (2026-11-29) keeps fosite items and QR transactions as one string key
+// each; records of an older format are never read (they read as absent and
+// expire on their own), so all replicas must be upgraded together and
+// sessions from before the upgrade sign in again (docs/OPERATIONS.md).
+const keyFormat = "2:"
+
 // Store is the Redis storage.Sessions.
 type Store struct {
 	c        redis.UniversalClient
@@ -74,6 +81,7 @@ func New(cfg Config) (*Store, error) {
 	if s.p == "" {
 		s.p = "essc:"
 	}
+	s.p += keyFormat
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -6,25 +6,17 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// A record is two keys sharing one hash tag (one slot): a small hash of
-// metadata (KEYS[1], stays in Redis's compact listpack encoding) and a string
-// holding the payload (KEYS[2] = KEYS[1]..":d"). Every script touches only
-// the keys of one record (or one index), so it is Cluster-safe.
+// Fosite items and QR transactions are one string key each (a short header
+// the scripts parse, then the payload). Browser SSO sessions and once-records
+// are two keys sharing one hash tag (one slot): a small hash of metadata
+// (KEYS[1], Redis's compact listpack encoding) and a string holding the
+// payload (KEYS[2] = KEYS[1]..":d"). Every script touches only the keys of
+// one record (or one index), so it is Cluster-safe.
 // Times are Unix milliseconds from the store clock (ARGV), never Redis TIME,
 // so expiry decisions follow Config.Now.
 
-// putItem stores a fosite item: ARGV payload (the encoded request), ttl,
-// then the meta fields: r=request id x=expiry, for codes and refresh tokens
-// also a=hash of the access token issued with a refresh token, i=invalidated,
-// t=rotated at — reset explicitly, so one HSET replaces a whole record.
-// Three commands in the script.
-var putItem = redis.NewScript(`
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return 1`)
-
-// getRecord returns {meta HGETALL, payload or false} in one command.
+// getRecord returns {meta HGETALL, payload or false} in one command (the
+// two-key records: browser SSO sessions).
 var getRecord = redis.NewScript(`
 return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2])}`)
 
@@ -36,26 +28,35 @@ redis.call('HSET', KEYS[1], ARGV[1], '1')
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1`)
 
+// A fosite item is one string key: "x|i|t|a|" (expiry ms, invalidated
+// 0/1, rotated-at ms or 0, hash of the access token issued with a refresh
+// token or empty) followed by the encoded request. Put is one SET, a read
+// one GET; the two scripts below change the header in place.
+const itemHeader = `^(%d+)|([01])|(%d+)|([^|]*)|(.*)$`
+
 // invalidateCode: 0 not found/expired, 2 already invalidated, 1 won.
 var invalidateCode = redis.NewScript(`
-local x = redis.call('HGET', KEYS[1], 'x')
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local x, i, t, a, rest = string.match(v, '` + itemHeader + `')
 if not x or tonumber(x) <= tonumber(ARGV[1]) then return 0 end
-if redis.call('HGET', KEYS[1], 'i') == '1' then return 2 end
-redis.call('HSET', KEYS[1], 'i', '1')
+if i == '1' then return 2 end
+redis.call('SET', KEYS[1], x .. '|1|' .. t .. '|' .. a .. '|' .. rest, 'KEEPTTL')
 return 1`)
 
 // rotateRefresh: {0} not found, {3} rotated beyond grace, {2} retry within
 // grace (no-op), {1, access key} first rotation.
 var rotateRefresh = redis.NewScript(`
-local x = redis.call('HGET', KEYS[1], 'x')
+local v = redis.call('GET', KEYS[1])
+if not v then return {0, ''} end
+local x, i, t, a, rest = string.match(v, '` + itemHeader + `')
 if not x or tonumber(x) <= tonumber(ARGV[1]) then return {0, ''} end
-local t = redis.call('HGET', KEYS[1], 't')
-if t and t ~= '0' then
+if t ~= '0' then
   if tonumber(ARGV[1]) - tonumber(t) >= tonumber(ARGV[2]) then return {3, ''} end
   return {2, ''}
 end
-redis.call('HSET', KEYS[1], 't', ARGV[1])
-return {1, redis.call('HGET', KEYS[1], 'a') or ''}`)
+redis.call('SET', KEYS[1], x .. '|' .. i .. '|' .. ARGV[1] .. '|' .. a .. '|' .. rest, 'KEEPTTL')
+return {1, a}`)
 
 // setIfAbsent (jti, replay): value = expiry ms; 1 stored, 0 live already.
 var setIfAbsent = redis.NewScript(`
@@ -125,7 +126,7 @@ redis.call('SET', KEYS[1], rec, 'KEEPTTL')
 redis.call('PUBLISH', ARGV[9], '1')
 return {1, rec}`)
 
-var allScripts = []*redis.Script{putItem, getRecord, idxAdd, invalidateCode, rotateRefresh, setIfAbsent, putFields, takeFields, rateHit, qrCreate, qrCAS}
+var allScripts = []*redis.Script{getRecord, idxAdd, invalidateCode, rotateRefresh, setIfAbsent, putFields, takeFields, rateHit, qrCreate, qrCAS}
 
 func loadScripts(ctx context.Context, c redis.UniversalClient) error {
 	for _, sc := range allScripts {

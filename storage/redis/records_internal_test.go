@@ -44,3 +44,33 @@ func TestQRRecord(t *testing.T) {
 		}
 	}
 }
+
+func TestItemRecord(t *testing.T) {
+	exp := time.UnixMilli(1_700_000_600_000)
+	rec := encodeItem(exp, "accesshash", []byte("z\x00|payload|"))
+	if string(rec[:len("1700000600000|0|0|accesshash|")]) != "1700000600000|0|0|accesshash|" {
+		t.Fatalf("header %q", rec)
+	}
+	it, err := decodeItem(rec)
+	if err != nil || it.expires != exp.UnixMilli() || it.invalidated || it.rotatedAt != 0 || string(it.data) != "z\x00|payload|" {
+		t.Fatalf("round trip: %+v %v", it, err)
+	}
+	// What the scripts write back: invalidated, rotated.
+	it, err = decodeItem([]byte("1700000600000|1|1700000000001||{}"))
+	if err != nil || !it.invalidated || it.rotatedAt != 1_700_000_000_001 || string(it.data) != "{}" {
+		t.Fatalf("script-written record: %+v %v", it, err)
+	}
+	for name, bad := range map[string]string{
+		"empty":         "",
+		"short":         "1|0|0",
+		"bad expiry":    "x|0|0||{}",
+		"bad flag":      "1|2|0||{}",
+		"bad rotated":   "1|0|t||{}",
+		"empty flag":    "1||0||{}",
+		"hash (old v1)": "\x0f\x00",
+	} {
+		if _, err := decodeItem([]byte(bad)); !errors.Is(err, errItemRecord) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
