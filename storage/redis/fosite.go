@@ -425,11 +425,11 @@ func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.
 		}
 		return nil
 	}
-	v, err := s.run(ctx, "jti", setIfAbsent, []string{s.key(kindJTI, jti)}, ms(now), ms(exp), s.ttlMS(exp))
+	first, err := s.setIfAbsent(ctx, "jti", s.key(kindJTI, jti), now, exp)
 	if err != nil {
 		return err
 	}
-	if v.(int64) == 0 {
+	if !first {
 		return fosite.ErrJTIKnown
 	}
 	return nil

@@ -2,9 +2,12 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/essc-project/essc/storage"
 )
@@ -16,7 +19,27 @@ func (s *Store) Seen(ctx context.Context, namespace, key string, ttl time.Durati
 	}
 	now := s.now()
 	exp := now.Add(ttl)
-	v, err := s.run(ctx, "seen", setIfAbsent, []string{s.key("seen:"+namespace, key)}, ms(now), ms(exp), s.ttlMS(exp))
+	return s.setIfAbsent(ctx, "seen", s.key("seen:"+namespace, key), now, exp)
+}
+
+// setIfAbsent records key until exp unless a live record exists; true when
+// this call recorded it. The common case is one command (SET NX GET, Redis
+// ≥ 7.0): nothing there → stored. A record that is still in Redis but
+// expired by the store clock (inside the TTL's slack second, or under an
+// injected clock) is replaced by the setIfAbsent script, atomically.
+func (s *Store) setIfAbsent(ctx context.Context, op, key string, now, exp time.Time) (bool, error) {
+	old, err := s.c.SetArgs(ctx, key, ms(exp), redis.SetArgs{Mode: "NX", Get: true,
+		TTL: time.Duration(s.ttlMS(exp)) * time.Millisecond}).Result()
+	if errors.Is(err, redis.Nil) {
+		return true, nil
+	}
+	if err != nil {
+		return false, wrap(op, err)
+	}
+	if atoi(old) > ms(now) {
+		return false, nil
+	}
+	v, err := s.run(ctx, op, setIfAbsent, []string{key}, ms(now), ms(exp), s.ttlMS(exp))
 	if err != nil {
 		return false, err
 	}

@@ -447,6 +447,8 @@ func testJTI(t *testing.T, e *env) {
 	wantErr(t, "fail/set twice", e.s.SetClientAssertionJWT(e.ctx, "jti-1", exp), fosite.ErrJTIKnown)
 	e.clock.Advance(2*time.Minute + time.Second)
 	noErr(t, "ok/valid after exp", e.s.ClientAssertionJWTValid(e.ctx, "jti-1"))
+	noErr(t, "ok/set again after exp", e.s.SetClientAssertionJWT(e.ctx, "jti-1", e.clock.Now().Add(time.Minute)))
+	wantErr(t, "fail/set again twice", e.s.SetClientAssertionJWT(e.ctx, "jti-1", e.clock.Now().Add(time.Minute)), fosite.ErrJTIKnown)
 }
 
 func newQR(e *env, id string) storage.QRTransaction {
