@@ -46,6 +46,7 @@ type Registry interface {
 	DeviceByThumbprint(ctx context.Context, thumbprint string) (storage.Device, error)
 	ECard(ctx context.Context, id string) (storage.ECard, error)
 	Card(ctx context.Context, id string) (storage.Card, error)
+	ECardWithCard(ctx context.Context, ecardID string) (storage.ECard, storage.Card, error)
 	Holder(ctx context.Context, id string) (storage.Holder, error)
 	LiveECardOfCard(ctx context.Context, cardID string) (storage.ECard, error)
 	CardByNumber(ctx context.Context, number string) (storage.Card, error)
@@ -375,17 +376,12 @@ func (h *Handler) device(next func(w http.ResponseWriter, r *http.Request, c cal
 			h.fail(w, r, err)
 			return
 		}
-		e, err := h.cfg.Registry.ECard(ctx, dev.ECardID)
+		e, c, err := h.cfg.Registry.ECardWithCard(ctx, dev.ECardID)
 		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
 		if err := h.cfg.Holders.CheckHolder(ctx, e.HolderID, e.ID); err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		c, err := h.cfg.Registry.Card(ctx, e.CardID)
-		if err != nil {
 			h.fail(w, r, err)
 			return
 		}

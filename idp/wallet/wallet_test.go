@@ -98,6 +98,11 @@ func (r *registry) ECard(context.Context, string) (storage.ECard, error) {
 func (r *registry) Card(context.Context, string) (storage.Card, error) {
 	return storage.Card{ID: "c1", Number: "A12345678", Status: storage.CardActive, Region: "410105"}, nil
 }
+func (r *registry) ECardWithCard(ctx context.Context, id string) (storage.ECard, storage.Card, error) {
+	e, _ := r.ECard(ctx, id)
+	c, _ := r.Card(ctx, e.CardID)
+	return e, c, nil
+}
 func (r *registry) LiveECardOfCard(context.Context, string) (storage.ECard, error) {
 	return storage.ECard{ID: "e1", HolderID: "h1", CardID: "c1", Status: storage.ECardActive}, nil
 }
