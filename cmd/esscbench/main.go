@@ -62,7 +62,9 @@ func (c Config) opsFor(name string) int {
 	return c.Requests
 }
 
-// phonesNeeded sizes the phone pool: a device may scan 20 times a minute.
+// phonesNeeded sizes the phone pool: a device may scan 20 times a minute
+// (qrlogin's per-device limit), so a pool too small for the run's rate turns
+// into wallet_slow_down errors, not into a measurement.
 func (c Config) phonesNeeded() int {
 	if c.Phones > 0 {
 		return c.Phones
@@ -74,8 +76,14 @@ func (c Config) phonesNeeded() int {
 		}
 		return min(n/18+c.Workers+1, 3000)
 	}
-	return min(max(256, 2*c.Workers), 3000)
+	// A timed run: enough phones for up to maxLoginRate logins a second
+	// within one minute's scan window (the limit is per clock minute).
+	window := min(c.Duration, time.Minute).Seconds()
+	return min(max(256, 2*c.Workers, int(window*maxLoginRate/20)+c.Workers+1), 3000)
 }
+
+// maxLoginRate is the QR login rate a timed run sizes its phones for.
+const maxLoginRate = 1000
 
 // parseRun parses and validates `esscbench run` arguments, reporting every
 // problem at once.

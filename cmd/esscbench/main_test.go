@@ -137,6 +137,8 @@ func TestPhonesNeeded(t *testing.T) {
 		{"ok/count-capped", Config{Requests: 1e7, Workers: 64}, 3000},
 		{"ok/duration", Config{Duration: time.Second, Workers: 64}, 256},
 		{"ok/duration-many-workers", Config{Duration: time.Second, Workers: 500}, 1000},
+		{"ok/duration-8s", Config{Duration: 8 * time.Second, Workers: 16}, 8*1000/20 + 16 + 1},
+		{"ok/duration-soak-capped", Config{Duration: time.Minute, Workers: 64}, 3000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.c.phonesNeeded(); got != tc.want {
