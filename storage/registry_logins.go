@@ -32,4 +32,7 @@ type SignIns interface {
 	SignIn(ctx context.Context, sid string) (SignIn, error)
 	// DropSignIn deletes a sign-in (idempotent).
 	DropSignIn(ctx context.Context, sid string) error
+	// PurgeExpiredSignIns deletes expired sign-ins (they already read as
+	// absent) and returns how many; run it periodically.
+	PurgeExpiredSignIns(ctx context.Context) (int64, error)
 }

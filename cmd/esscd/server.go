@@ -126,6 +126,7 @@ func newApp(ctx context.Context, cfg FileConfig, log *slog.Logger) (_ *app, err 
 		func(ctx context.Context) { a.prov.RunEvents(ctx, 2*time.Second) },
 		func(ctx context.Context) { a.watchOutbox(ctx, 15*time.Second) },
 		func(ctx context.Context) { maintainKeys(ctx, a.keys, cfg.Keys.CheckInterval, log) },
+		func(ctx context.Context) { purgeSignIns(ctx, a.reg, 5*time.Minute, log) },
 	)
 	return a, nil
 }
@@ -483,4 +484,24 @@ func (a *app) Close() error {
 	}
 	a.closers = nil
 	return errors.Join(errs...)
+}
+
+// purgeSignIns removes expired sign-ins every interval (they already read
+// as absent; this keeps the table to the live ones). Every replica runs it;
+// the deletes are idempotent.
+func purgeSignIns(ctx context.Context, s storage.SignIns, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := s.PurgeExpiredSignIns(ctx); err != nil {
+				log.WarnContext(ctx, "purge expired sign-ins", "err", err)
+			} else if n > 0 {
+				log.InfoContext(ctx, "purged expired sign-ins", "count", n)
+			}
+		}
+	}
 }

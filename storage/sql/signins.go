@@ -12,22 +12,40 @@ import (
 
 var _ storage.SignIns = (*Store)(nil)
 
-// AddSignIn implements storage.SignIns. Expired rows of the same holder are
-// pruned in the same statement batch, so the table stays bounded.
+// AddSignIn implements storage.SignIns: one INSERT (on the login path;
+// expired rows are removed by PurgeExpiredSignIns, not here).
 func (s *Store) AddSignIn(ctx context.Context, si storage.SignIn) error {
 	if si.SID == "" || si.HolderID == "" || si.ExpiresAt.IsZero() {
 		return fmt.Errorf("sql: sign-in without sid, holder or expiry: %w", storage.ErrInvalidRecord)
 	}
-	return s.Tx(ctx, func(tx storage.RegistryTx) error {
-		t := tx.(*q)
-		if _, err := t.exec(ctx, `DELETE FROM sign_ins WHERE holder_id = ? AND expires_at <= ?`, si.HolderID, t.nowMicros()); err != nil {
-			return err
+	_, err := s.q.exec(ctx, `INSERT INTO sign_ins (sid, holder_id, client_id, profile, subject, request_id, acr, browser, at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, si.SID, si.HolderID, si.ClientID, si.Profile, si.Subject, si.RequestID,
+		si.ACR, si.Browser, micros(si.At), micros(si.ExpiresAt))
+	return err
+}
+
+// purgeBatch bounds one purge statement, so a large backlog never holds
+// the registry's write lock for long.
+const purgeBatch = 1000
+
+// PurgeExpiredSignIns implements storage.SignIns.
+func (s *Store) PurgeExpiredSignIns(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		res, err := s.q.exec(ctx, `DELETE FROM sign_ins WHERE sid IN (SELECT sid FROM sign_ins WHERE expires_at <= ? LIMIT ?)`,
+			s.q.nowMicros(), purgeBatch)
+		if err != nil {
+			return total, fmt.Errorf("sql: purge sign-ins: %w", err)
 		}
-		_, err := t.exec(ctx, `INSERT INTO sign_ins (sid, holder_id, client_id, profile, subject, request_id, acr, browser, at, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, si.SID, si.HolderID, si.ClientID, si.Profile, si.Subject, si.RequestID,
-			si.ACR, si.Browser, micros(si.At), micros(si.ExpiresAt))
-		return err
-	})
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("sql: purge sign-ins: %w", s.mapErr(err))
+		}
+		total += n
+		if n < purgeBatch {
+			return total, nil
+		}
+	}
 }
 
 const signInCols = `sid, holder_id, client_id, profile, subject, request_id, acr, browser, at, expires_at`

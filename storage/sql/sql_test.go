@@ -166,6 +166,15 @@ func TestSignIns(t *testing.T) {
 	if _, err := s.SignIn(ctx, "s2"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("expired sign-in read: %v", err)
 	}
+	if n, err := s.PurgeExpiredSignIns(ctx); err != nil || n != 1 {
+		t.Fatalf("purge: %d %v (want the expired s2 only)", n, err)
+	}
+	if got, _ := s.SignInsOf(ctx, "h1"); len(got) != 1 || got[0].SID != "s1" {
+		t.Fatalf("after purge: %+v", got)
+	}
+	if n, err := s.PurgeExpiredSignIns(ctx); err != nil || n != 0 {
+		t.Fatalf("second purge: %d %v", n, err)
+	}
 	if err := s.DropSignIn(ctx, "s1"); err != nil {
 		t.Fatal(err)
 	}
