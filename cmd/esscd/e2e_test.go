@@ -458,8 +458,13 @@ func runEndToEnd(t *testing.T, s *stack) {
 	}
 	b4 := s.browser(t)
 	b4.authorize(nil)
-	if _, err := app.Scan(ctx, b4.payload()); !errors.As(err, &e) || (e.Code != "card_inactive" && e.Code != "invalid_proof") {
+	if _, err := app.Scan(ctx, b4.payload()); !errors.As(err, &e) || e.Code != "card_inactive" {
 		t.Fatalf("fail/scan after loss: %v", err)
+	}
+	// The browser is told why instead of waiting for a phone that cannot confirm.
+	var st struct{ State, Error, Reason string }
+	if b4.get("", &st); st.State != "denied" || st.Reason != qrlogin.ReasonCardInvalid {
+		t.Fatalf("fail/browser after a lost card scanned: %+v", st)
 	}
 }
 

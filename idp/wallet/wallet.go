@@ -199,7 +199,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /wallet/v1/pin", h.anonymous(h.changePIN))
 	mux.HandleFunc("POST /wallet/v1/devices", h.anonymous(h.bindDevice))
 	mux.HandleFunc("POST /wallet/v1/devices/unbind", h.device(h.unbindDevice))
-	mux.HandleFunc("POST /wallet/v1/qr/scan", h.device(h.scan))
+	mux.HandleFunc("POST /wallet/v1/qr/scan", h.deviceAuth(h.scan, true))
 	mux.HandleFunc("POST /wallet/v1/qr/confirm", h.device(h.confirm))
 	mux.HandleFunc("POST /wallet/v1/qr/deny", h.device(h.deny))
 	mux.HandleFunc("POST /wallet/v1/report-loss", h.device(h.reportLoss))
@@ -341,6 +341,14 @@ func (h *Handler) anonymous(next func(w http.ResponseWriter, r *http.Request, ke
 // device authenticates a request from a bound device: kid = the device key's
 // thumbprint, looked up live; the e-card and card must be active.
 func (h *Handler) device(next func(w http.ResponseWriter, r *http.Request, c caller)) http.HandlerFunc {
+	return h.deviceAuth(next, false)
+}
+
+// deviceAuth authenticates the device; with scanInactive a device whose
+// card or e-card is no longer active still reaches next (the QR scan only):
+// the QR layer then denies the scanned transaction with card_invalid, so
+// the browser says why instead of waiting, and the app gets card_inactive.
+func (h *Handler) deviceAuth(next func(w http.ResponseWriter, r *http.Request, c caller), scanInactive bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		body, err := h.readBody(w, r)
@@ -381,7 +389,7 @@ func (h *Handler) device(next func(w http.ResponseWriter, r *http.Request, c cal
 			h.fail(w, r, err)
 			return
 		}
-		if err := h.cfg.Holders.CheckHolder(ctx, e.HolderID, e.ID); err != nil {
+		if err := h.cfg.Holders.CheckHolder(ctx, e.HolderID, e.ID); err != nil && !(scanInactive && errors.Is(err, qrlogin.ErrHolderInactive)) {
 			h.fail(w, r, err)
 			return
 		}

@@ -62,12 +62,22 @@ func (f *fakeCards) UnbindDevice(_ context.Context, _ card.Actor, id string) err
 	return nil
 }
 
-// fakeQR records confirmations.
-type fakeQR struct{ confirms int }
+// fakeQR records confirmations and scans; like qrlogin.Service, a scan
+// re-checks the holder (and would deny the transaction) when hold says so.
+type fakeQR struct {
+	confirms, scans int
+	hold            *holders
+}
 
-func (q *fakeQR) Scan(_ context.Context, _ qrlogin.Device, payload string) (qrlogin.ScanView, error) {
+func (q *fakeQR) Scan(ctx context.Context, dev qrlogin.Device, payload string) (qrlogin.ScanView, error) {
 	if _, err := qrlogin.ParsePayload(payload); err != nil {
 		return qrlogin.ScanView{}, err
+	}
+	q.scans++
+	if q.hold != nil {
+		if err := q.hold.CheckHolder(ctx, dev.HolderID, dev.ECardID); err != nil {
+			return qrlogin.ScanView{}, err
+		}
 	}
 	return qrlogin.ScanView{Txn: "t"}, nil
 }
@@ -146,7 +156,8 @@ func newEnv(t testing.TB, anonPerIP ...int) *env {
 	jwk, _ := json.Marshal(dev.PublicJWK())
 	issuerKey, _ := signing.GenerateKey(signing.AlgSM2SM3)
 	e := &env{dev: dev, reg: &registry{dev: storage.Device{ID: "d1", ECardID: "e1", Thumbprint: dev.Thumbprint(), PublicKeyJWK: jwk}},
-		hold: &holders{}, cards: &fakeCards{}, qr: &fakeQR{}}
+		hold: &holders{}, cards: &fakeCards{}}
+	e.qr = &fakeQR{hold: e.hold}
 	mux := http.NewServeMux()
 	e.srv = httptest.NewUnstartedServer(mux)
 	base := "http://" + e.srv.Listener.Addr().String()
@@ -266,9 +277,19 @@ func TestBodies(t *testing.T) {
 	t.Run("fail/card-inactive-live", func(t *testing.T) {
 		e.hold.inactive = true
 		defer func() { e.hold.inactive = false }()
+		// A scan reaches the QR layer (which denies the transaction with
+		// card_invalid for the browser); the app gets card_inactive.
+		scans := e.qr.scans
 		p := e.proof(t, "/wallet/v1/qr/scan", scanBody, time.Now(), false)
-		if code, errc := e.send(t, "/wallet/v1/qr/scan", scanBody, p); code != 403 || errc != "card_inactive" {
-			t.Fatalf("got %d %s", code, errc)
+		if code, errc := e.send(t, "/wallet/v1/qr/scan", scanBody, p); code != 403 || errc != "card_inactive" || e.qr.scans != scans+1 {
+			t.Fatalf("got %d %s, scans %d", code, errc, e.qr.scans-scans)
+		}
+		// Every other device request is refused before it does anything.
+		confirms := e.qr.confirms
+		const confirmBody = `{"txn":"t","number":12,"pin":"258147"}`
+		p = e.proof(t, "/wallet/v1/qr/confirm", confirmBody, time.Now(), false)
+		if code, errc := e.send(t, "/wallet/v1/qr/confirm", confirmBody, p); code != 403 || errc != "card_inactive" || e.qr.confirms != confirms {
+			t.Fatalf("confirm: got %d %s", code, errc)
 		}
 	})
 	t.Run("fail/revoked-device-live", func(t *testing.T) {
