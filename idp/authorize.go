@@ -318,13 +318,17 @@ func (pr *profile) completeSession(ctx context.Context, ar fosite.AuthorizeReque
 		}
 		granted = g
 	}
-	for _, s := range needsConsent(scopes, granted) {
+	needed := needsConsent(scopes, granted)
+	for _, s := range needed {
 		if !slices.Contains(a.Consented, s) {
 			return nil, consentRequired()
 		}
 	}
-	if pr.p.cfg.Consent != nil {
-		if err := pr.p.cfg.Consent.Grant(ctx, a.HolderID, c.rec.ID, slices.DeleteFunc(slices.Clone(scopes), func(s string) bool { return s == ScopeOpenID || s == ScopeSSN })); err != nil {
+	// Remember what was newly consented to (never essc.ssn: it is asked
+	// every time); nothing is written when it was all granted before.
+	remember := slices.DeleteFunc(needed, func(s string) bool { return s == ScopeSSN })
+	if pr.p.cfg.Consent != nil && len(remember) > 0 {
+		if err := pr.p.cfg.Consent.Grant(ctx, a.HolderID, c.rec.ID, remember); err != nil {
 			return nil, err
 		}
 	}

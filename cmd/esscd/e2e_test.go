@@ -286,8 +286,8 @@ func runEndToEnd(t *testing.T, s *stack) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if view.RPName != "省网上服务大厅" || view.RPDomain != "portal.example.gov.cn" {
-		t.Fatalf("phone shows %+v", view)
+	if view.RPName != "省网上服务大厅" || view.RPDomain != "portal.example.gov.cn" || len(view.ConsentScopes) == 0 {
+		t.Fatalf("phone shows %+v (the first login asks for consent)", view)
 	}
 	n := b.number()
 	var e *client.Error
@@ -404,6 +404,9 @@ func runEndToEnd(t *testing.T, s *stack) {
 	v3, err := app.Scan(ctx, b3.payload())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(v3.ConsentScopes) != 0 { // remembered in the registry since the first login
+		t.Fatalf("consent asked again for data granted before: %v", v3.ConsentScopes)
 	}
 	if err := app.Confirm(ctx, v3.Txn, b3.number(), "258147"); err != nil {
 		t.Fatal(err)

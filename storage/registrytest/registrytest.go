@@ -53,6 +53,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"audit_chain", testAudit},
 		{"import", testImport},
 		{"closed", testClosed},
+		{"consents", testConsents},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1073,4 +1074,51 @@ func testClosed(t *testing.T, open func(t *testing.T) storage.Registry) {
 	wantErr(t, "Ping after Close", r.Ping(context.Background()), storage.ErrUnavailable)
 	err = r.Tx(context.Background(), func(storage.RegistryTx) error { return nil })
 	wantErr(t, "Tx after Close", err, storage.ErrUnavailable)
+}
+
+// testConsents: remembered grants are per holder and client, the union of
+// what was granted, idempotent, audited only when something is new, and
+// bad input is refused without writing.
+func testConsents(t *testing.T, open func(t *testing.T) storage.Registry) {
+	r := open(t)
+	c, ok := r.(storage.Consents)
+	if !ok {
+		t.Skip("registry does not remember consent")
+	}
+	ctx := context.Background()
+	got, err := c.Granted(ctx, "h1", "portal")
+	noErr(t, "Granted none", err)
+	if got != nil {
+		t.Fatalf("Granted before any grant = %v", got)
+	}
+	noErr(t, "Grant", c.Grant(ctx, "h1", "portal", []string{"profile", "essc.card"}))
+	noErr(t, "Grant more", c.Grant(ctx, "h1", "portal", []string{"essc.card", "phone"}))
+	before, err := r.AuditEntries(ctx, 0, 1000)
+	noErr(t, "AuditEntries", err)
+	noErr(t, "Grant again", c.Grant(ctx, "h1", "portal", []string{"phone", "profile"}))
+	after, _ := r.AuditEntries(ctx, 0, 1000)
+	if len(after) != len(before) || len(before) != 2 {
+		t.Fatalf("audit entries %d then %d, want 2 and 2 (a grant with nothing new writes nothing)", len(before), len(after))
+	}
+	got, err = c.Granted(ctx, "h1", "portal")
+	noErr(t, "Granted", err)
+	if !reflect.DeepEqual(got, []string{"essc.card", "phone", "profile"}) {
+		t.Fatalf("Granted = %v", got)
+	}
+	if other, _ := c.Granted(ctx, "h1", "other-portal"); other != nil {
+		t.Fatalf("grant leaked to another client: %v", other)
+	}
+	if other, _ := c.Granted(ctx, "h2", "portal"); other != nil {
+		t.Fatalf("grant leaked to another holder: %v", other)
+	}
+	wantErr(t, "fail/empty holder", c.Grant(ctx, "", "portal", []string{"profile"}), storage.ErrInvalidRecord)
+	wantErr(t, "fail/empty client", c.Grant(ctx, "h1", "", []string{"profile"}), storage.ErrInvalidRecord)
+	wantErr(t, "fail/scope with a space", c.Grant(ctx, "h1", "portal", []string{"a b"}), storage.ErrInvalidRecord)
+	if got, _ := c.Granted(ctx, "h1", "portal"); len(got) != 3 {
+		t.Fatalf("refused grant changed the record: %v", got)
+	}
+	rep, err := r.VerifyAudit(ctx)
+	if err != nil || !rep.OK {
+		t.Fatalf("audit chain: %+v %v", rep, err)
+	}
 }
