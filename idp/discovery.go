@@ -53,9 +53,10 @@ func (pr *profile) Discovery() Discovery {
 	if pr.name == ProfileIntl {
 		auth = append(auth, storage.AuthClientSecretBasic)
 	}
-	// ID tokens and access tokens are signed with the profile's alg (ES256
-	// on intl, SM2SM3 on gm); the intl JWKS also publishes RS256 keys.
-	idAlgs := []string{pr.alg}
+	// Access tokens are signed with the profile's alg (ES256 on intl,
+	// SM2SM3 on gm); ID tokens too, unless the client registered
+	// id_token_signed_response_alg RS256 (intl).
+	idAlgs := slices.Clone(pr.algs)
 	assertAlgs := []string{pr.alg}
 	return Discovery{
 		Issuer:                                     iss,

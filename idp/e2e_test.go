@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -20,10 +21,31 @@ import (
 )
 
 // TestE2EIntlGoOIDC drives the intl profile with the unmodified go-oidc and
-// x/oauth2: discovery, code + PKCE, ID token verification (ES256, nonce,
-// at_hash), userinfo and refresh.
+// x/oauth2: discovery, code + PKCE, ID token verification (nonce, at_hash),
+// userinfo and refresh — with the default ES256 ID tokens, and for a client
+// registered with id_token_signed_response_alg RS256 verified by a go-oidc
+// restricted to RS256 (what Spring Security accepts by default).
 func TestE2EIntlGoOIDC(t *testing.T) {
+	for _, alg := range []string{"", signing.AlgRS256} {
+		name := alg
+		if name == "" {
+			name = "default-ES256"
+		}
+		t.Run(name, func(t *testing.T) { testE2EIntlGoOIDC(t, alg) })
+	}
+}
+
+func testE2EIntlGoOIDC(t *testing.T, idAlg string) {
 	e := newEnv(t)
+	e.clients.mu.Lock()
+	c := e.clients.m["rp-intl"]
+	c.IDTokenAlg = idAlg
+	e.clients.m["rp-intl"] = c
+	e.clients.mu.Unlock()
+	want := idAlg
+	if want == "" {
+		want = signing.AlgES256
+	}
 	ctx := context.Background()
 	provider, err := oidc.NewProvider(ctx, e.srv.URL)
 	if err != nil {
@@ -48,9 +70,24 @@ func TestE2EIntlGoOIDC(t *testing.T) {
 		t.Fatalf("exchange: %v", err)
 	}
 	raw, _ := tok.Extra("id_token").(string)
-	idt, err := provider.Verifier(&oidc.Config{ClientID: "rp-intl"}).Verify(ctx, raw)
+	idt, err := provider.Verifier(&oidc.Config{ClientID: "rp-intl", SupportedSigningAlgs: []string{want}}).Verify(ctx, raw)
 	if err != nil {
-		t.Fatalf("verify id token: %v", err)
+		t.Fatalf("verify %s id token: %v", want, err)
+	}
+	other := signing.AlgRS256
+	if want == signing.AlgRS256 {
+		other = signing.AlgES256
+	}
+	if _, err := provider.Verifier(&oidc.Config{ClientID: "rp-intl", SupportedSigningAlgs: []string{other}}).Verify(ctx, raw); err == nil {
+		t.Fatalf("a %s-only verifier accepted the %s id token", other, want)
+	}
+	if a, err := jwtAlg(raw); err != nil || a != want {
+		t.Fatalf("id token alg %q %v, want %s", a, err, want)
+	}
+	if strings.Count(tok.AccessToken, ".") == 2 { // a JWT access token keeps the profile's alg
+		if a, _ := jwtAlg(tok.AccessToken); a != signing.AlgES256 {
+			t.Fatalf("access token alg %q", a)
+		}
 	}
 	if idt.Nonce != "nonce-0123456789" || idt.Issuer != e.srv.URL {
 		t.Fatalf("nonce %q issuer %q", idt.Nonce, idt.Issuer)
@@ -97,6 +134,17 @@ func TestE2EIntlGoOIDC(t *testing.T) {
 	}
 	if err := idt2.VerifyAccessToken(tok2.AccessToken); err != nil {
 		t.Fatalf("refreshed at_hash: %v", err)
+	}
+	// The client's ID token (of its own alg) is a valid logout hint; a
+	// tampered one is refused.
+	if resp := e.browse("/oauth2/logout", url.Values{"id_token_hint": {raw2[:len(raw2)-4] + "AAAA"}, "client_id": {"rp-intl"}}); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("tampered hint: %d", resp.StatusCode)
+	}
+	if resp := e.browse("/oauth2/logout", url.Values{"id_token_hint": {raw2}, "client_id": {"rp-intl"}}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("logout with the %s id token as hint: %d", want, resp.StatusCode)
+	}
+	if _, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok2.RefreshToken, Expiry: time.Now().Add(-time.Minute)}).Token(); err == nil {
+		t.Fatal("refresh token still works after logout")
 	}
 }
 
@@ -199,4 +247,19 @@ func getJSON(t *testing.T, u string, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// jwtAlg returns the alg of a compact JWS header.
+func jwtAlg(tok string) (string, error) {
+	h, _, ok := strings.Cut(tok, ".")
+	if !ok {
+		return "", errors.New("not a JWS")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		return "", err
+	}
+	var hdr struct{ Alg string }
+	err = json.Unmarshal(b, &hdr)
+	return hdr.Alg, err
 }

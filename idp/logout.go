@@ -351,7 +351,7 @@ func (pr *profile) logout(w http.ResponseWriter, r *http.Request) {
 	clientID := r.Form.Get("client_id")
 	var sid string
 	if hint := r.Form.Get("id_token_hint"); hint != "" {
-		tok, err := pr.signer.Decode(ctx, hint)
+		tok, err := pr.hints.Decode(ctx, hint)
 		if err != nil {
 			pr.badPage(w, r, fmt.Errorf("logout: id_token_hint: %w", err))
 			return

@@ -29,7 +29,8 @@ type profile struct {
 	oauth  fosite.OAuth2Provider
 	store  *profileStore
 	signer *joseSigner
-	ids    *openid.DefaultStrategy
+	ids    map[string]*openid.DefaultStrategy // ID token strategy per alg the profile publishes
+	hints  *joseSigner                        // verifies ID tokens of any of those algs (logout hints)
 }
 
 func newProfile(p *Provider, name, issuer, prefix, alg string, algs []string) *profile {
@@ -58,14 +59,18 @@ func newProfile(p *Provider, name, issuer, prefix, alg string, algs []string) *p
 	}
 	pr.store = &profileStore{SessionStore: p.cfg.Sessions, pr: pr}
 	pr.signer = &joseSigner{keys: p.cfg.Keys, alg: alg}
-	pr.ids = &openid.DefaultStrategy{Signer: pr.signer, Config: pr.fc}
+	pr.ids = map[string]*openid.DefaultStrategy{}
+	for _, a := range algs {
+		pr.ids[a] = &openid.DefaultStrategy{Signer: &joseSigner{keys: p.cfg.Keys, alg: a}, Config: pr.fc}
+	}
+	pr.hints = &joseSigner{keys: p.cfg.Keys, alg: alg, also: algs}
 	strategy := &compose.CommonStrategy{
 		CoreStrategy: &oauth2.DefaultJWTStrategy{
 			Signer:          pr.signer,
 			HMACSHAStrategy: compose.NewOAuth2HMACStrategy(pr.fc),
 			Config:          pr.fc,
 		},
-		OpenIDConnectTokenStrategy: pr.ids,
+		OpenIDConnectTokenStrategy: pr.ids[alg],
 		Signer:                     pr.signer,
 	}
 	// Only the factories used (issue 5): code (+PKCE), refresh, client
@@ -183,7 +188,8 @@ func (h *idTokenHandler) PopulateTokenEndpointResponse(ctx context.Context, r fo
 		return fosite.ErrServerError.WithDebug("session is not an essc session with a subject")
 	}
 	claims := sess.IDTokenClaims()
-	atHash, err := signing.HalfHash(h.pr.alg, resp.GetAccessToken())
+	alg := h.pr.idTokenAlg(r.GetClient())
+	atHash, err := signing.HalfHash(alg, resp.GetAccessToken())
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err)
 	}
@@ -192,12 +198,21 @@ func (h *idTokenHandler) PopulateTokenEndpointResponse(ctx context.Context, r fo
 	claims.ExpiresAt = time.Time{} // fresh exp per issuance
 	claims.JTI = ""
 	lifespan := fosite.GetEffectiveLifespan(r.GetClient(), fosite.GrantTypeAuthorizationCode, fosite.IDToken, h.pr.fc.IDTokenLifespan)
-	tok, err := h.pr.ids.GenerateIDToken(ctx, lifespan, source)
+	tok, err := h.pr.ids[alg].GenerateIDToken(ctx, lifespan, source)
 	if err != nil {
 		return err
 	}
 	resp.SetExtra("id_token", tok)
 	return nil
+}
+
+// idTokenAlg is the client's id_token_signed_response_alg when the profile
+// publishes it, else the profile's alg.
+func (pr *profile) idTokenAlg(c fosite.Client) string {
+	if cl, ok := c.(*client); ok && cl.rec.IDTokenAlg != "" && pr.ids[cl.rec.IDTokenAlg] != nil {
+		return cl.rec.IDTokenAlg
+	}
+	return pr.alg
 }
 
 // mount registers this profile's routes.

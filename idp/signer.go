@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/emmansun/gmsm/sm3"
@@ -23,7 +24,8 @@ import (
 // verifies on the intl profile and vice versa; alg none never verifies.
 type joseSigner struct {
 	keys KeySource
-	alg  string
+	alg  string   // signs with this alg
+	also []string // verifies these algs as well (ID token hints of clients with their own alg)
 }
 
 var _ jwt.Signer = (*joseSigner)(nil)
@@ -62,7 +64,7 @@ func (s *joseSigner) verify(token string) (signing.Header, []byte, error) {
 	if err != nil {
 		return h, nil, err
 	}
-	if h.Alg != s.alg {
+	if h.Alg != s.alg && !slices.Contains(s.also, h.Alg) {
 		return h, nil, fmt.Errorf("token alg %q on a %s profile: %w", h.Alg, s.alg, signing.ErrAlgMismatch)
 	}
 	return h, payload, nil

@@ -373,9 +373,12 @@ type Client struct {
 	RequirePAR             bool
 	Disabled               bool
 	Lifetimes              Lifetimes // zero fields mean the server defaults
-	Version                int64
-	CreatedAt              time.Time
-	UpdatedAt              time.Time
+	// IDTokenAlg is the client's id_token_signed_response_alg; empty means
+	// the profile's default (ES256 on intl, SM2SM3 on gm).
+	IDTokenAlg string
+	Version    int64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // Lifetimes overrides token lifetimes per client; zero means default.

@@ -78,6 +78,7 @@ func runClients(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&spec.BackchannelLogoutURI, "backchannel-logout-uri", "", "OIDC back-channel logout URI")
 		fs.StringVar(&spec.WebhookURL, "webhook-url", "", "webhook URL for entitlement events")
 		fs.BoolVar(&spec.RequirePAR, "require-par", false, "require pushed authorization requests")
+		fs.StringVar(&spec.IDTokenAlg, "id-token-alg", "", "id_token_signed_response_alg: intl ES256 (default) | RS256; gm SM2SM3")
 	case "list":
 		want = 0
 		fs.StringVar(&after, "after", "", "list clients after this id")

@@ -52,7 +52,13 @@ type ClientSpec struct {
 	BackchannelLogoutURI   string          `json:"backchannel_logout_uri,omitempty"`
 	WebhookURL             string          `json:"webhook_url,omitempty"`
 	RequirePAR             bool            `json:"require_par,omitempty"`
+	// IDTokenAlg (id_token_signed_response_alg): intl ES256 (default) or
+	// RS256 (for libraries that verify only RS256); gm SM2SM3 only.
+	IDTokenAlg string `json:"id_token_signed_response_alg,omitempty"`
 }
+
+// idTokenAlgs are the ID token algorithms a client of each profile may ask for.
+var idTokenAlgs = map[string][]string{storage.ProfileIntl: {"ES256", "RS256"}, storage.ProfileGM: {"SM2SM3"}}
 
 var grantTypes = []string{"authorization_code", "refresh_token", "client_credentials"}
 
@@ -81,6 +87,8 @@ func (spec ClientSpec) Validate() (storage.Client, error) {
 	}
 	if spec.Profile != storage.ProfileIntl && spec.Profile != storage.ProfileGM {
 		bad("profile must be intl or gm")
+	} else if spec.IDTokenAlg != "" && !slices.Contains(idTokenAlgs[spec.Profile], spec.IDTokenAlg) {
+		bad("id_token_signed_response_alg must be one of %v for the %s profile", idTokenAlgs[spec.Profile], spec.Profile)
 	}
 	switch spec.AuthMethod {
 	case storage.AuthPrivateKeyJWT:
@@ -155,7 +163,8 @@ func (spec ClientSpec) Validate() (storage.Client, error) {
 	return storage.Client{ID: spec.ID, Name: strings.TrimSpace(spec.Name), Domain: spec.Domain, Profile: spec.Profile,
 		AuthMethod: spec.AuthMethod, JWKS: []byte(spec.JWKS), RedirectURIs: spec.RedirectURIs,
 		PostLogoutRedirectURIs: spec.PostLogoutRedirectURIs, GrantTypes: grants, Scopes: spec.Scopes, Purposes: spec.Purposes,
-		Sector: sector, BackchannelLogoutURI: spec.BackchannelLogoutURI, WebhookURL: spec.WebhookURL, RequirePAR: spec.RequirePAR}, nil
+		Sector: sector, BackchannelLogoutURI: spec.BackchannelLogoutURI, WebhookURL: spec.WebhookURL, RequirePAR: spec.RequirePAR,
+		IDTokenAlg: spec.IDTokenAlg}, nil
 }
 
 func trunc(s string) string {

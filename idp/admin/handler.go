@@ -435,7 +435,7 @@ func ClientToJSON(c storage.Client) ClientJSON {
 	return ClientJSON{ClientSpec: ClientSpec{ID: c.ID, Name: c.Name, Domain: c.Domain, Profile: c.Profile, AuthMethod: c.AuthMethod,
 		JWKS: json.RawMessage(c.JWKS), RedirectURIs: c.RedirectURIs, PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 		GrantTypes: c.GrantTypes, Scopes: c.Scopes, Purposes: c.Purposes, Sector: c.Sector,
-		BackchannelLogoutURI: c.BackchannelLogoutURI, WebhookURL: c.WebhookURL, RequirePAR: c.RequirePAR},
+		BackchannelLogoutURI: c.BackchannelLogoutURI, WebhookURL: c.WebhookURL, RequirePAR: c.RequirePAR, IDTokenAlg: c.IDTokenAlg},
 		Disabled: c.Disabled, Version: c.Version}
 }
 

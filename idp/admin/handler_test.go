@@ -320,3 +320,38 @@ func TestClientSpecValidateReportsAll(t *testing.T) {
 		t.Fatalf("only %d problems reported: %v", n, err)
 	}
 }
+
+func TestClientSpecIDTokenAlg(t *testing.T) {
+	base := admin.ClientSpec{ID: "portal", Name: "门户", Domain: "portal.example.gov.cn", Profile: "intl",
+		AuthMethod: "client_secret_basic", RedirectURIs: []string{"https://portal.example.gov.cn/cb"}, Scopes: []string{"openid"}}
+	for _, tc := range []struct {
+		name, profile, alg string
+		ok                 bool
+	}{
+		{"ok/intl-default", "intl", "", true},
+		{"ok/intl-es256", "intl", "ES256", true},
+		{"ok/intl-rs256", "intl", "RS256", true},
+		{"fail/intl-sm2", "intl", "SM2SM3", false},
+		{"fail/intl-none", "intl", "none", false},
+		{"fail/intl-hs256", "intl", "HS256", false},
+		{"ok/gm-sm2", "gm", "SM2SM3", true},
+		{"fail/gm-rs256", "gm", "RS256", false},
+		{"fail/gm-es256", "gm", "ES256", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := base
+			spec.Profile, spec.IDTokenAlg = tc.profile, tc.alg
+			if tc.profile == "gm" {
+				spec.AuthMethod = "private_key_jwt"
+				spec.JWKS = json.RawMessage(`{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`)
+			}
+			c, err := spec.Validate()
+			if tc.ok && (err != nil || c.IDTokenAlg != tc.alg) {
+				t.Fatalf("%+v %v", c, err)
+			}
+			if !tc.ok && (!errors.Is(err, admin.ErrInvalidClient) || !strings.Contains(err.Error(), "id_token_signed_response_alg")) {
+				t.Fatalf("accepted or wrong error: %v", err)
+			}
+		})
+	}
+}

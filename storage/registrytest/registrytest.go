@@ -663,7 +663,7 @@ func testClients(t *testing.T, open func(t *testing.T) storage.Registry) {
 		RedirectURIs: []string{"https://portal.example.gov.cn/cb"}, GrantTypes: []string{"authorization_code", "refresh_token"},
 		Scopes: []string{"openid", "profile"}, Purposes: []string{"portal_login"}, Sector: "portal.example.gov.cn",
 		BackchannelLogoutURI: "https://portal.example.gov.cn/bcl", RequirePAR: true,
-		Lifetimes: storage.Lifetimes{AccessToken: 5 * time.Minute},
+		Lifetimes: storage.Lifetimes{AccessToken: 5 * time.Minute}, IDTokenAlg: "SM2SM3",
 	}
 	var created storage.Client
 	mustTx(t, r, func(tx storage.RegistryTx) error { var err error; created, err = tx.CreateClient(ctx, c); return err })
@@ -671,7 +671,7 @@ func testClients(t *testing.T, open func(t *testing.T) storage.Registry) {
 	noErr(t, "Client", err)
 	if got.Name != c.Name || got.Profile != "gm" || !got.RequirePAR || got.Lifetimes.AccessToken != 5*time.Minute ||
 		len(got.RedirectURIs) != 1 || got.RedirectURIs[0] != c.RedirectURIs[0] || len(got.PostLogoutRedirectURIs) != 0 ||
-		string(got.JWKS) != `{"keys":[]}` || got.Version != 1 || got.Disabled {
+		string(got.JWKS) != `{"keys":[]}` || got.Version != 1 || got.Disabled || got.IDTokenAlg != "SM2SM3" {
 		t.Fatalf("Client = %+v", got)
 	}
 	for _, tc := range []struct {

@@ -12,7 +12,7 @@ import (
 
 const clientCols = `id, name, domain, profile, auth_method, secret_hash, jwks, redirect_uris, post_logout_redirect_uris,
 	grant_types, scopes, purposes, sector, backchannel_logout_uri, webhook_url, require_par, disabled, lifetimes,
-	version, created_at, updated_at`
+	id_token_alg, version, created_at, updated_at`
 
 func scanClient(row interface{ Scan(...any) error }) (storage.Client, error) {
 	var c storage.Client
@@ -21,7 +21,7 @@ func scanClient(row interface{ Scan(...any) error }) (storage.Client, error) {
 	var created, updated int64
 	if err := row.Scan(&c.ID, &c.Name, &c.Domain, &c.Profile, &c.AuthMethod, &c.SecretHash, &c.JWKS, &redirect, &postLogout,
 		&grants, &scopes, &purposes, &c.Sector, &c.BackchannelLogoutURI, &c.WebhookURL, &par, &disabled, &lifetimes,
-		&c.Version, &created, &updated); err != nil {
+		&c.IDTokenAlg, &c.Version, &created, &updated); err != nil {
 		return c, err
 	}
 	var err error
@@ -51,7 +51,7 @@ func clientArgs(c storage.Client) ([]any, error) {
 	}
 	return []any{c.Name, c.Domain, c.Profile, c.AuthMethod, c.SecretHash, c.JWKS, jsonList(c.RedirectURIs),
 		jsonList(c.PostLogoutRedirectURIs), jsonList(c.GrantTypes), jsonList(c.Scopes), jsonList(c.Purposes), c.Sector,
-		c.BackchannelLogoutURI, c.WebhookURL, b2i(c.RequirePAR), b2i(c.Disabled), string(lt)}, nil
+		c.BackchannelLogoutURI, c.WebhookURL, b2i(c.RequirePAR), b2i(c.Disabled), string(lt), c.IDTokenAlg}, nil
 }
 
 // CreateClient implements storage.RegistryTx.
@@ -63,7 +63,7 @@ func (r *q) CreateClient(ctx context.Context, c storage.Client) (storage.Client,
 	now := r.nowMicros()
 	args = append([]any{c.ID}, args...)
 	args = append(args, now, now)
-	_, err = r.exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`, args...)
+	_, err = r.exec(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`, args...)
 	if err != nil {
 		return c, fmt.Errorf("sql: create client: %w", err)
 	}
@@ -79,7 +79,7 @@ func (r *q) UpdateClient(ctx context.Context, c storage.Client) (storage.Client,
 	args = append(args, r.nowMicros(), c.ID, c.Version)
 	res, err := r.exec(ctx, `UPDATE clients SET name = ?, domain = ?, profile = ?, auth_method = ?, secret_hash = ?, jwks = ?,
 		redirect_uris = ?, post_logout_redirect_uris = ?, grant_types = ?, scopes = ?, purposes = ?, sector = ?,
-		backchannel_logout_uri = ?, webhook_url = ?, require_par = ?, disabled = ?, lifetimes = ?,
+		backchannel_logout_uri = ?, webhook_url = ?, require_par = ?, disabled = ?, lifetimes = ?, id_token_alg = ?,
 		version = version + 1, updated_at = ? WHERE id = ? AND version = ?`, args...)
 	if err != nil {
 		return c, fmt.Errorf("sql: update client: %w", err)
