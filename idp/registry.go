@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/essc-project/essc/idp/card"
 	"github.com/essc-project/essc/storage"
 )
 
@@ -42,26 +43,15 @@ func (d RegistryDirectory) Check(ctx context.Context, holderID, ecardID string) 
 
 func (d RegistryDirectory) check(ctx context.Context, holderID, ecardID string) (storage.ECard, storage.Card, error) {
 	e, c, err := d.Registry.ECardWithCard(ctx, ecardID)
-	var why string
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		why = "unknown e-card"
-	case err != nil:
+	if errors.Is(err, storage.ErrNotFound) {
+		return e, c, inactive(ecardID, "unknown e-card")
+	} else if err != nil {
 		return e, c, err
-	case e.HolderID != holderID:
-		why = "not the holder's"
-	case e.Status != storage.ECardActive:
-		why = "e-card " + string(e.Status)
-	case c.HolderID != holderID:
-		why = "card of another holder"
-	case c.Status != storage.CardActive:
-		why = "card " + string(c.Status)
-	case c.PIN.MustChange:
-		why = "initial PIN not changed"
-	default:
-		return e, c, nil
 	}
-	return storage.ECard{}, storage.Card{}, inactive(ecardID, why)
+	if err := card.Usable(holderID, e, c); err != nil {
+		return storage.ECard{}, storage.Card{}, fmt.Errorf("%w: %w", err, ErrInactive)
+	}
+	return e, c, nil
 }
 
 func inactive(ecardID, why string) error {

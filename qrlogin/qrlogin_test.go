@@ -466,6 +466,25 @@ func runQRLogin(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("ok/check-made-by-the-caller-is-not-repeated", func(t *testing.T) {
+		// WithHolderChecked for exactly this holder and e-card stands in for
+		// the QR layer's own registry check; for another e-card it does not.
+		e := newEnv(t, open)
+		e.h.set("h1", true) // what the registry would say now
+		b := e.browser(t)
+		b.open("")
+		other := qrlogin.WithHolderChecked(ctx, phone.HolderID, phone.ECardID+"-other")
+		if _, err := e.svc.Scan(other, phone, b.payload()); !errors.Is(err, qrlogin.ErrHolderInactive) {
+			t.Fatalf("a check of another e-card was taken for this one: %v", err)
+		}
+		b2 := e.browser(t)
+		b2.open("")
+		checked := qrlogin.WithHolderChecked(ctx, phone.HolderID, phone.ECardID)
+		if _, err := e.svc.Scan(checked, phone, b2.payload()); err != nil {
+			t.Fatalf("scan with the caller's passed check: %v", err)
+		}
+	})
+
 	t.Run("fail/inactive-card-refused-live", func(t *testing.T) {
 		e := newEnv(t, open)
 		b := e.browser(t)

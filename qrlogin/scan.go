@@ -102,7 +102,7 @@ func (s *Service) Scan(ctx context.Context, dev Device, payload string) (ScanVie
 	if t.State != StatePending {
 		return ScanView{}, ErrAlreadyScanned
 	}
-	if err := s.cfg.Holders.CheckHolder(ctx, dev.HolderID, dev.ECardID); err != nil {
+	if err := s.checkHolder(ctx, dev); err != nil {
 		if errors.Is(err, ErrHolderInactive) {
 			// The live QR was scanned with a lost or cancelled card: the
 			// browser shows "card invalid" instead of waiting for nothing.
@@ -174,7 +174,7 @@ func (s *Service) Confirm(ctx context.Context, dev Device, txn string, number in
 	if !acrSatisfies(a.ACR, d.Req.ACRValues) {
 		return fmt.Errorf("%w: have %s, want one of %v", ErrACRNotMet, a.ACR, d.Req.ACRValues)
 	}
-	if err := s.cfg.Holders.CheckHolder(ctx, dev.HolderID, dev.ECardID); err != nil {
+	if err := s.checkHolder(ctx, dev); err != nil {
 		if errors.Is(err, ErrHolderInactive) {
 			// Card reported lost between scan and confirm.
 			if derr := s.deny(ctx, txn, t.ClientID, StateScanned, ReasonCardInvalid); derr != nil && !errors.Is(derr, ErrFinished) {
@@ -242,4 +242,25 @@ func candidates(correct int) []int {
 		out[i], out[j] = out[j], out[i]
 	}
 	return out
+}
+
+type heldCheckKey struct{}
+
+type heldCheck struct{ holderID, ecardID string }
+
+// WithHolderChecked marks ctx as carrying a status check of the holder's
+// e-card and card that the caller (the app API's device authentication)
+// has just made from the registry and passed; Scan and Confirm in the same
+// request then do not read the registry again for it.
+func WithHolderChecked(ctx context.Context, holderID, ecardID string) context.Context {
+	return context.WithValue(ctx, heldCheckKey{}, heldCheck{holderID, ecardID})
+}
+
+// checkHolder is Holders.CheckHolder unless ctx already carries a passed
+// check for exactly this holder and e-card.
+func (s *Service) checkHolder(ctx context.Context, dev Device) error {
+	if c, ok := ctx.Value(heldCheckKey{}).(heldCheck); ok && c.holderID == dev.HolderID && c.ecardID == dev.ECardID {
+		return nil
+	}
+	return s.cfg.Holders.CheckHolder(ctx, dev.HolderID, dev.ECardID)
 }

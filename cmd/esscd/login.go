@@ -140,36 +140,11 @@ func (b *qrBridge) Complete(w http.ResponseWriter, r *http.Request, req qrlogin.
 }
 
 func (b *qrBridge) CheckHolder(ctx context.Context, holderID, ecardID string) error {
-	m, _ := ctx.Value(holderCheckKey{}).(*holderCheck)
-	if m != nil && m.holderID == holderID && m.ecardID == ecardID {
-		return nil // checked by this request's device authentication a moment ago
-	}
 	err := idp.RegistryDirectory{Registry: b.a.reg}.Check(ctx, holderID, ecardID)
 	if errors.Is(err, idp.ErrInactive) {
 		return fmt.Errorf("%w: %w", qrlogin.ErrHolderInactive, err)
 	}
-	if err == nil && m != nil {
-		m.holderID, m.ecardID = holderID, ecardID
-	}
 	return err
-}
-
-// holderCheck remembers, for one app request that changes no card status
-// (QR scan and confirm), the holder and e-card whose status the device
-// authentication has just checked, so the QR layer's own check in the same
-// request does not read the registry again.
-type holderCheck struct{ holderID, ecardID string }
-
-type holderCheckKey struct{}
-
-// rememberHolderCheck wraps the QR scan and confirm endpoints of the app API.
-func rememberHolderCheck(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/wallet/v1/qr/scan" || r.URL.Path == "/wallet/v1/qr/confirm" {
-			r = r.WithContext(context.WithValue(r.Context(), holderCheckKey{}, &holderCheck{}))
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 func (b *qrBridge) NeedConsent(ctx context.Context, holderID string, req qrlogin.Request) ([]string, error) {

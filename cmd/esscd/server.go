@@ -122,7 +122,7 @@ func newApp(ctx context.Context, cfg FileConfig, log *slog.Logger) (_ *app, err 
 	if err := a.mount(mux); err != nil {
 		return nil, err
 	}
-	a.handler = limitBodies(sameOriginQR(cfg.Issuer, rememberHolderCheck(instrument(mux, a.metrics, log))))
+	a.handler = limitBodies(sameOriginQR(cfg.Issuer, instrument(mux, a.metrics, log)))
 	a.workers = append(a.workers,
 		func(ctx context.Context) { a.prov.RunEvents(ctx, 2*time.Second) },
 		func(ctx context.Context) { a.watchOutbox(ctx, 15*time.Second) },

@@ -21,7 +21,7 @@ func (a *app) mountWallet(mux *http.ServeMux) error {
 	}
 	w, err := wallet.New(wallet.Config{
 		BaseURL: a.cfg.Issuer, Issuer: a.prov.Issuer(idp.ProfileGM), Cards: a.cards, QR: a.qr.qr,
-		Registry: a.reg, Holders: a.qr, Notices: a.qr, Certifier: a.entitlements, Store: a.sessions, Keys: a.keys.Set(), Liveness: live,
+		Registry: a.reg, Notices: a.qr, Certifier: a.entitlements, Store: a.sessions, Keys: a.keys.Set(), Liveness: live,
 		AnonymousPerIP: a.cfg.Wallet.AnonymousPerIPPer10Min, ClientIP: a.clientIP,
 		Now: a.now, Logger: a.log,
 	})

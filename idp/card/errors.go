@@ -92,4 +92,8 @@ var (
 	// ErrDelegationRule: the delegation itself breaks a rule (guardian for an
 	// adult with capacity, agent scope including bank activation, self-delegation).
 	ErrDelegationRule = errors.New("card: delegation not allowed")
+
+	// ErrNotUsable (wrapped, with the reason) is Usable's answer for an
+	// e-card that may not be used to sign in, confirm or present.
+	ErrNotUsable = errors.New("card: card or e-card not active")
 )

@@ -173,7 +173,7 @@ func FuzzWalletBodies(f *testing.F) {
 	const base = "https://essc.test"
 	h, err := wallet.New(wallet.Config{BaseURL: base, Issuer: base + "/gm", Cards: &fakeCards{}, QR: &fakeQR{},
 		Registry: &registry{dev: storage.Device{ID: "d1", ECardID: "e1", Thumbprint: dev.Thumbprint(), PublicKeyJWK: jwk}},
-		Holders:  &holders{}, Notices: fuzzNotices{}, Certifier: fuzzCertifier{}, Store: fuzzStore(f), Keys: keys{issuerKey},
+		Notices:  fuzzNotices{}, Certifier: fuzzCertifier{}, Store: fuzzStore(f), Keys: keys{issuerKey},
 		MaxBody: 4096, AnonymousPerIP: 1 << 30})
 	if err != nil {
 		f.Fatal(err)

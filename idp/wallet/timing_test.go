@@ -53,10 +53,6 @@ func (noQR) Confirm(context.Context, qrlogin.Device, string, int, qrlogin.Approv
 }
 func (noQR) Deny(context.Context, qrlogin.Device, string) error { return qrlogin.ErrNotFound }
 
-type liveHolders struct{}
-
-func (liveHolders) CheckHolder(context.Context, string, string) error { return nil }
-
 func newTimingEnv(t *testing.T, url string) *timingEnv {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -83,7 +79,7 @@ func newTimingEnv(t *testing.T, url string) *timingEnv {
 	issuerKey, _ := signing.GenerateKey(signing.AlgSM2SM3)
 	const base = "https://essc.test"
 	h, err := wallet.New(wallet.Config{BaseURL: base, Issuer: base + "/gm", Cards: svc, QR: noQR{}, Registry: reg,
-		Holders: liveHolders{}, Store: store, Keys: keys{issuerKey}, AnonymousPerIP: 1 << 30, Logger: quiet})
+		Store: store, Keys: keys{issuerKey}, AnonymousPerIP: 1 << 30, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,7 +110,6 @@ type Config struct {
 	Cards    Cards
 	QR       QR
 	Registry Registry
-	Holders  HolderCheck
 	Notices  Notices // optional: without it the notice endpoints are not mounted
 	// Certifier runs the pensioners' eligibility check (optional: without
 	// it /wallet/v1/certify is not mounted).
@@ -145,9 +144,9 @@ type Handler struct {
 
 // New validates cfg.
 func New(cfg Config) (*Handler, error) {
-	if cfg.BaseURL == "" || cfg.Cards == nil || cfg.QR == nil || cfg.Registry == nil || cfg.Holders == nil ||
+	if cfg.BaseURL == "" || cfg.Cards == nil || cfg.QR == nil || cfg.Registry == nil ||
 		cfg.Store == nil || cfg.Keys == nil || cfg.Issuer == "" {
-		return nil, errors.New("wallet: BaseURL, Issuer, Cards, QR, Registry, Holders, Store and Keys are required")
+		return nil, errors.New("wallet: BaseURL, Issuer, Cards, QR, Registry, Store and Keys are required")
 	}
 	if cfg.ProofSkew <= 0 {
 		cfg.ProofSkew = 60 * time.Second
@@ -389,9 +388,14 @@ func (h *Handler) deviceAuth(next func(w http.ResponseWriter, r *http.Request, c
 			h.fail(w, r, err)
 			return
 		}
-		if err := h.cfg.Holders.CheckHolder(ctx, e.HolderID, e.ID); err != nil && !(scanInactive && errors.Is(err, qrlogin.ErrHolderInactive)) {
-			h.fail(w, r, err)
-			return
+		if err := card.Usable(e.HolderID, e, c); err != nil {
+			if !scanInactive {
+				h.fail(w, r, fmt.Errorf("%w: %w", qrlogin.ErrHolderInactive, err))
+				return
+			}
+		} else {
+			// The QR layer's own check in this request would read the same rows.
+			r = r.WithContext(qrlogin.WithHolderChecked(ctx, e.HolderID, e.ID))
 		}
 		next(w, r, caller{JTI: claims.JTI, Device: dev, ECard: e, Card: c, Key: key, Body: body})
 	}

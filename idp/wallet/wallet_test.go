@@ -92,8 +92,9 @@ func (q *fakeQR) Deny(context.Context, qrlogin.Device, string) error { return ni
 
 // registry knows one device bound to e-card e1 (unless revoked).
 type registry struct {
-	dev     storage.Device
-	revoked bool
+	dev       storage.Device
+	revoked   bool
+	suspended bool // the e-card reads as suspended (reported lost)
 }
 
 func (r *registry) DeviceByThumbprint(_ context.Context, th string) (storage.Device, error) {
@@ -103,10 +104,14 @@ func (r *registry) DeviceByThumbprint(_ context.Context, th string) (storage.Dev
 	return r.dev, nil
 }
 func (r *registry) ECard(context.Context, string) (storage.ECard, error) {
-	return storage.ECard{ID: "e1", HolderID: "h1", CardID: "c1", Status: storage.ECardActive, Level: 1}, nil
+	st := storage.ECardActive
+	if r.suspended {
+		st = storage.ECardSuspended
+	}
+	return storage.ECard{ID: "e1", HolderID: "h1", CardID: "c1", Status: st, Level: 1}, nil
 }
 func (r *registry) Card(context.Context, string) (storage.Card, error) {
-	return storage.Card{ID: "c1", Number: "A12345678", Status: storage.CardActive, Region: "410105"}, nil
+	return storage.Card{ID: "c1", HolderID: "h1", Number: "A12345678", Status: storage.CardActive, Region: "410105"}, nil
 }
 func (r *registry) ECardWithCard(ctx context.Context, id string) (storage.ECard, storage.Card, error) {
 	e, _ := r.ECard(ctx, id)
@@ -162,7 +167,7 @@ func newEnv(t testing.TB, anonPerIP ...int) *env {
 	e.srv = httptest.NewUnstartedServer(mux)
 	base := "http://" + e.srv.Listener.Addr().String()
 	h, err := wallet.New(wallet.Config{BaseURL: base, Issuer: base + "/gm", Cards: e.cards, QR: e.qr, Registry: e.reg,
-		Holders: e.hold, Store: store, Keys: keys{issuerKey}, MaxBody: 4096, AnonymousPerIP: append(anonPerIP, 1000)[0]})
+		Store: store, Keys: keys{issuerKey}, MaxBody: 4096, AnonymousPerIP: append(anonPerIP, 1000)[0]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,8 +280,8 @@ func TestBodies(t *testing.T) {
 		})
 	}
 	t.Run("fail/card-inactive-live", func(t *testing.T) {
-		e.hold.inactive = true
-		defer func() { e.hold.inactive = false }()
+		e.reg.suspended, e.hold.inactive = true, true // the registry and the QR layer's check agree
+		defer func() { e.reg.suspended, e.hold.inactive = false, false }()
 		// A scan reaches the QR layer (which denies the transaction with
 		// card_invalid for the browser); the app gets card_inactive.
 		scans := e.qr.scans
