@@ -7,6 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t=${1:-3s}
+# Minimising a new input may take up to 60 s per attempt by default; a run
+# that ends in the middle of one is reported by the engine as a worker that
+# "hung or terminated unexpectedly while minimizing". Keep attempts short.
+m=${FUZZ_MINIMIZE:-1s}
 n=0
 crashers() { git ls-files --others --exclude-standard -- '*/testdata/fuzz/*' 2>/dev/null | sort; }
 for dir in $(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.Dir}}{{end}}' ./...); do
@@ -15,7 +19,7 @@ for dir in $(go list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.Dir}}{{end}}' ./
     for attempt in 1 2; do
       before=$(crashers)
       log=$(mktemp)
-      if (cd "$dir" && go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" . >"$log" 2>&1); then
+      if (cd "$dir" && go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" -fuzzminimizetime "$m" . >"$log" 2>&1); then
         rm -f "$log"; break
       fi
       after=$(crashers)
