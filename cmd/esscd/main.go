@@ -179,25 +179,18 @@ func run(ctx context.Context, args []string, logger *slog.Logger, level *slog.Le
 // maintainKeys reloads the key directory and applies the rotation schedule
 // (new pending keys, pruning) every interval until ctx ends.
 func maintainKeys(ctx context.Context, keys *signing.KeyDir, every time.Duration, logger *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	onTick(ctx, every, func(now time.Time) {
+		// Pick up changes made by `esscctl keys` first, so Save never
+		// overwrites them.
+		if err := keys.Reload(); err != nil {
+			logger.Error("reload signing keys", "err", err)
 			return
-		case now := <-t.C:
-			// Pick up changes made by `esscctl keys` first, so Save never
-			// overwrites them.
-			if err := keys.Reload(); err != nil {
-				logger.Error("reload signing keys", "err", err)
-				continue
-			}
-			changed, err := keys.Maintain(now)
-			if err != nil {
-				logger.Error("key rotation", "err", err)
-			} else if changed {
-				logger.Info("key rotation schedule applied")
-			}
 		}
-	}
+		changed, err := keys.Maintain(now)
+		if err != nil {
+			logger.Error("key rotation", "err", err)
+		} else if changed {
+			logger.Info("key rotation schedule applied")
+		}
+	})
 }

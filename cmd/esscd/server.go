@@ -491,18 +491,25 @@ func (a *app) Close() error {
 // as absent; this keeps the table to the live ones). Every replica runs it;
 // the deletes are idempotent.
 func purgeSignIns(ctx context.Context, s storage.SignIns, every time.Duration, log *slog.Logger) {
+	onTick(ctx, every, func(time.Time) {
+		if n, err := s.PurgeExpiredSignIns(ctx); err != nil {
+			log.WarnContext(ctx, "purge expired sign-ins", "err", err)
+		} else if n > 0 {
+			log.InfoContext(ctx, "purged expired sign-ins", "count", n)
+		}
+	})
+}
+
+// onTick calls fn every interval until ctx ends.
+func onTick(ctx context.Context, every time.Duration, fn func(now time.Time)) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			if n, err := s.PurgeExpiredSignIns(ctx); err != nil {
-				log.WarnContext(ctx, "purge expired sign-ins", "err", err)
-			} else if n > 0 {
-				log.InfoContext(ctx, "purged expired sign-ins", "count", n)
-			}
+		case now := <-t.C:
+			fn(now)
 		}
 	}
 }
