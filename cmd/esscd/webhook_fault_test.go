@@ -486,7 +486,7 @@ func webhookCursors(t *testing.T, db string) map[string][2]int64 {
 }
 
 // TestFaultSIGKILLDuringWebhookDelivery runs the esscd binary (SQLite, lease
-// 4 s) with two agencies whose endpoint holds the first delivery of each:
+// 12 s) with two agencies whose endpoint holds the first delivery of each:
 // esscd is killed with SIGKILL while both are in flight (their requests end
 // only with the process) and restarted on the same data directory; the
 // endpoint then processes the held requests, whose answers reach nobody.
@@ -514,7 +514,11 @@ func TestFaultSIGKILLDuringWebhookDelivery(t *testing.T) {
 	}
 	bin := filepath.Join(dir, "esscd")
 	env := []string{"SSL_CERT_FILE=" + hook.certFile}
-	args := append([]string{"--data", data}, webhookFlags("4s", "2s", "100ms", "1s")...)
+	// A request timeout well above the time the second agency's delivery
+	// takes to start (CI under load once took ~2 s): both must still be in
+	// flight at the kill. The lease (≥ 2 × timeout) bounds the wait after
+	// the restart.
+	args := append([]string{"--data", data}, webhookFlags("12s", "6s", "100ms", "1s")...)
 	srv := startESSCD(t, bin, env, args...)
 	api := "http://" + srv.addr
 	hook.trust(t, api)
