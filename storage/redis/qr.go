@@ -92,7 +92,18 @@ func (s *Store) CreateQR(ctx context.Context, t storage.QRTransaction) (storage.
 	t.Version = 1
 	t.CreatedAt = now.Truncate(time.Millisecond)
 	t.ExpiresAt = t.ExpiresAt.Truncate(time.Millisecond)
-	v, err := s.run(ctx, "create qr", qrCreate, []string{s.key(kindQR, t.ID)}, ms(now), s.ttlMS(t.ExpiresAt), encodeQR(t))
+	key, rec, ttl := s.key(kindQR, t.ID), encodeQR(t), s.ttlMS(t.ExpiresAt)
+	// One command when the id is new (always, for 128-bit random ids); the
+	// script decides only when a record is there (a live one is a
+	// duplicate, one the store clock has expired is replaced).
+	err := s.c.SetArgs(ctx, key, rec, redis.SetArgs{Mode: "NX", TTL: time.Duration(ttl) * time.Millisecond}).Err()
+	if err == nil {
+		return t, nil
+	}
+	if !errors.Is(err, redis.Nil) {
+		return storage.QRTransaction{}, wrap("create qr", err)
+	}
+	v, err := s.run(ctx, "create qr", qrCreate, []string{key}, ms(now), ttl, rec)
 	if err != nil {
 		return storage.QRTransaction{}, err
 	}

@@ -539,6 +539,12 @@ func testQR(t *testing.T, e *env) {
 	wantErr(t, "fail/expired", err, storage.ErrNotFound)
 	_, err = e.s.TransitionQR(e.ctx, "txn-1", "consumed", "expired", nil)
 	wantErr(t, "fail/transition expired", err, storage.ErrNotFound)
+	// An id whose transaction expired (by the store clock) may be created again.
+	again, err := e.s.CreateQR(e.ctx, newQR(e, "txn-1"))
+	noErr(t, "ok/create over an expired transaction", err)
+	if got, _ := e.s.GetQR(e.ctx, "txn-1"); again.Version != 1 || got.State != "pending" || got.Version != 1 {
+		t.Fatalf("re-created: %+v, stored %+v", again, got)
+	}
 }
 
 func recv(t *testing.T, ch <-chan struct{}, what string) {
