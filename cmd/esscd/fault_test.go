@@ -150,12 +150,19 @@ type redisProc struct {
 	done      chan struct{}
 }
 
-func startRedis(t *testing.T, bin, addr string) *redisProc {
+func startRedis(t *testing.T, bin, addr string, extra ...string) *redisProc {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(addr)
+	return startRedisArgs(t, bin, addr, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", t.TempDir(), "--protected-mode", "yes"}, extra...))
+}
+
+// startRedisArgs runs redis-server with exactly args and waits until addr
+// answers PING.
+func startRedisArgs(t *testing.T, bin, addr string, args []string) *redisProc {
+	t.Helper()
 	r := &redisProc{bin: bin, addr: addr, done: make(chan struct{})}
-	r.cmd = exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir(), "--protected-mode", "yes")
+	r.cmd = exec.Command(bin, args...)
 	var out bytes.Buffer
 	r.cmd.Stdout, r.cmd.Stderr = &out, &out
 	if err := r.cmd.Start(); err != nil {
