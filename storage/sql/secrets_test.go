@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -165,9 +167,14 @@ func FuzzSQLiteDSN(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// Only the query carries settings; the file name may contain anything.
+		// Only the query carries settings (the file name may contain anything),
+		// and only the exact parameter names count (a "0_txlock" is not one).
 		_, query, _ := strings.Cut(dsn, "?")
-		if !strings.Contains(query, "_txlock=immediate") || strings.Contains(query, "_txlock=deferred") || !strings.Contains(query, "foreign_keys%281%29") {
+		v, err := url.ParseQuery(query)
+		if err != nil {
+			t.Fatalf("dsn %q: query does not parse: %v", dsn, err)
+		}
+		if tx := v["_txlock"]; len(tx) != 1 || tx[0] != "immediate" || !slices.Contains(v["_pragma"], "foreign_keys(1)") {
 			t.Fatalf("dsn %q lacks the forced settings", dsn)
 		}
 	})
