@@ -41,8 +41,12 @@ func newAuditBatcher(s *Store) *auditBatcher {
 }
 
 // append queues e and waits until it is committed (or failed), or ctx ends
-// (the entry may then still be recorded).
+// (a context that ended before the call queues nothing; one that ends while
+// waiting may still see its entry recorded).
 func (b *auditBatcher) append(ctx context.Context, e storage.AuditEntry) (storage.AuditEntry, error) {
+	if err := ctx.Err(); err != nil { // ended before the call: nothing is queued
+		return storage.AuditEntry{}, fmt.Errorf("sql: append audit: %w", err)
+	}
 	b.once.Do(func() { go b.run() })
 	req := &auditReq{e: e, ok: make(chan struct{})}
 	b.mu.Lock()

@@ -50,7 +50,7 @@ func TestAuditGroupCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, err := r.VerifyAudit(ctx)
-	if err != nil || !rep.OK || rep.Entries < n+1 || rep.Entries > n+2 {
+	if err != nil || !rep.OK || rep.Entries != n+1 { // the cancelled append queued nothing
 		t.Fatalf("chain after group commits: %+v %v", rep, err)
 	}
 	entries, err := r.AuditEntries(ctx, 0, 1000)
