@@ -75,8 +75,11 @@ bench-check: build
 fuzz:
 	bash .ci/fuzz.sh $(FUZZTIME)
 
+# The smoke run in `make test` counts executions (5,000 per target) instead of
+# timing them: a timed -fuzztime races Go's fuzz coordinator at the deadline
+# (golang/go#75804, "context deadline exceeded" with no crasher; unfixed in go1.26).
 fuzz-smoke:
-	bash .ci/fuzz.sh 3s
+	bash .ci/fuzz.sh 5000x
 
 clean:
 	rm -rf $(BIN)
