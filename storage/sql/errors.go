@@ -100,8 +100,15 @@ func (s *Store) diskFull(err error) error {
 
 // sqliteFile is the database file of a sqlite:// or file: URL.
 func sqliteFile(raw string) string {
-	if i := strings.IndexByte(raw, '?'); i >= 0 {
-		raw = raw[:i]
+	path, _ := sqlitePath(raw)
+	return path
+}
+
+// sqlitePath splits a sqlite:// or file: URL into the file path and the query.
+func sqlitePath(raw string) (path, query string) {
+	path, query, _ = strings.Cut(raw, "?")
+	if p, ok := strings.CutPrefix(path, "sqlite://"); ok {
+		return p, query
 	}
-	return strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite://"), "file:")
+	return strings.TrimPrefix(path, "file:"), query
 }

@@ -147,16 +147,7 @@ func redactErr(err error) error {
 // concurrent writers queue on the busy handler instead of deadlocking on a
 // read-to-write lock upgrade).
 func sqliteDSN(raw string) (string, error) {
-	path, query := raw, ""
-	if i := strings.IndexByte(raw, '?'); i >= 0 {
-		path, query = raw[:i], raw[i+1:]
-	}
-	switch {
-	case strings.HasPrefix(path, "sqlite://"):
-		path = strings.TrimPrefix(path, "sqlite://")
-	case strings.HasPrefix(path, "file:"):
-		path = strings.TrimPrefix(path, "file:")
-	}
+	path, query := sqlitePath(raw)
 	if path == "" || strings.Contains(path, ":memory:") || strings.Contains(query, "mode=memory") {
 		return "", fmt.Errorf("sql: sqlite needs a file path (in-memory databases are not shared across connections): %w", storage.ErrInvalidRecord)
 	}
@@ -200,14 +191,14 @@ func (s *Store) Close() error {
 // querier runs the registry's queries on the pool (tx nil) or in tx,
 // through the statement cache where there is one.
 func (s *Store) querier(tx *dbsql.Tx) querier {
-	var base querier = s.db
-	if tx != nil {
-		base = tx
+	switch {
+	case tx != nil:
+		return tx // statements inside a transaction are not cached (stmtcache.go)
+	case s.stmts != nil:
+		return cachedQuerier{c: s.stmts, db: s.db}
+	default:
+		return s.db
 	}
-	if s.stmts == nil {
-		return base
-	}
-	return cachedQuerier{c: s.stmts, tx: tx, base: base}
 }
 
 // DB exposes the pool for tests and tooling (raw SQL in the conformance

@@ -62,55 +62,41 @@ func (c *stmtCache) close() {
 	}
 }
 
-// cachedQuerier runs the pool's queries through the statement cache. Inside
-// a transaction it runs them directly: with tx.StmtContext re-using the
-// pool's statements, 16 concurrent outlet transactions on SQLite sometimes
-// waited out the 10 s busy timeout (registry suite, concurrent update card),
-// and the hot path — status reads on every login step — runs outside
-// transactions anyway.
+// cachedQuerier runs the pool's queries through the statement cache.
+// Transactions run their queries directly (Store.querier): with
+// tx.StmtContext re-using the pool's statements, 16 concurrent outlet
+// transactions on SQLite sometimes waited out the 10 s busy timeout
+// (registry suite, concurrent update card), and the hot path — status reads
+// on every login step — runs outside transactions anyway.
 type cachedQuerier struct {
-	c    *stmtCache
-	tx   *dbsql.Tx // nil: the pool
-	base querier
-}
-
-func (q cachedQuerier) stmt(ctx context.Context, query string) *dbsql.Stmt {
-	if q.tx != nil {
-		return nil
-	}
-	return q.c.get(ctx, query)
+	c  *stmtCache
+	db *dbsql.DB
 }
 
 func (q cachedQuerier) ExecContext(ctx context.Context, query string, args ...any) (dbsql.Result, error) {
-	if st := q.stmt(ctx, query); st != nil {
+	if st := q.c.get(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
-	return q.base.ExecContext(ctx, query, args...)
+	return q.db.ExecContext(ctx, query, args...)
 }
 
 func (q cachedQuerier) QueryContext(ctx context.Context, query string, args ...any) (*dbsql.Rows, error) {
-	if st := q.stmt(ctx, query); st != nil {
+	if st := q.c.get(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
-	return q.base.QueryContext(ctx, query, args...)
+	return q.db.QueryContext(ctx, query, args...)
 }
 
 func (q cachedQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *dbsql.Row {
-	if st := q.stmt(ctx, query); st != nil {
+	if st := q.c.get(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
-	return q.base.QueryRowContext(ctx, query, args...)
+	return q.db.QueryRowContext(ctx, query, args...)
 }
 
 // inTransaction reports whether r runs inside a transaction (Tx) rather
 // than on the pool (the Store).
 func (r *q) inTransaction() bool {
-	switch db := r.db.(type) {
-	case *dbsql.DB:
-		return false
-	case cachedQuerier:
-		return db.tx != nil
-	default:
-		return true
-	}
+	_, tx := r.db.(*dbsql.Tx)
+	return tx
 }
