@@ -39,7 +39,6 @@ var (
 	_ qrlogin.HolderCheck    = (*qrBridge)(nil)
 	_ qrlogin.ConsentChecker = (*qrBridge)(nil)
 	_ qrlogin.Observer       = (*qrBridge)(nil)
-	_ wallet.HolderCheck     = (*qrBridge)(nil)
 	_ wallet.Notices         = (*qrBridge)(nil)
 )
 

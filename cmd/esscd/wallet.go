@@ -30,7 +30,7 @@ func (a *app) mountWallet(mux *http.ServeMux) error {
 	}
 	w.Mount(mux)
 	v, err := wallet.NewVerifier(wallet.VerifierConfig{Auth: a.prov, Store: a.sessions, Registry: a.reg,
-		Holders: a.qr, Now: a.now, Logger: a.log})
+		Now: a.now, Logger: a.log})
 	if err != nil {
 		return err
 	}

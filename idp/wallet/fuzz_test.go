@@ -61,7 +61,7 @@ func FuzzVerifyRequest(f *testing.F) {
 	f.Add("Bearer counter", strings.Repeat(" ", 1100))
 	store := fuzzStore(f)
 	v, err := wallet.NewVerifier(wallet.VerifierConfig{Auth: counterAuth{}, Store: store,
-		Registry: &registry{}, Holders: &holders{}})
+		Registry: &registry{}})
 	if err != nil {
 		f.Fatal(err)
 	}

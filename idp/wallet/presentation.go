@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/essc-project/essc/idp/card"
+	"github.com/essc-project/essc/qrlogin"
 	"github.com/essc-project/essc/storage"
 )
 
@@ -65,7 +67,6 @@ type VerifierConfig struct {
 	Auth     Authenticator
 	Store    storage.OnceStore
 	Registry Registry
-	Holders  HolderCheck
 	Now      func() time.Time
 	Logger   *slog.Logger
 }
@@ -81,8 +82,8 @@ type Verifier struct {
 
 // NewVerifier validates cfg.
 func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
-	if cfg.Auth == nil || cfg.Store == nil || cfg.Registry == nil || cfg.Holders == nil {
-		return nil, errors.New("wallet: verifier needs Auth, Store, Registry and Holders")
+	if cfg.Auth == nil || cfg.Store == nil || cfg.Registry == nil {
+		return nil, errors.New("wallet: verifier needs Auth, Store and Registry")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -149,16 +150,14 @@ func (v *Verifier) redeem(w http.ResponseWriter, r *http.Request) {
 }
 
 func (v *Verifier) identity(ctx context.Context, p presentation) (Identity, error) {
-	if err := v.cfg.Holders.CheckHolder(ctx, p.HolderID, p.ECardID); err != nil {
+	e, c, err := v.cfg.Registry.ECardWithCard(ctx, p.ECardID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return Identity{}, fmt.Errorf("%w: e-card %q gone", qrlogin.ErrHolderInactive, p.ECardID)
+	} else if err != nil {
 		return Identity{}, err
 	}
-	e, err := v.cfg.Registry.ECard(ctx, p.ECardID)
-	if err != nil {
-		return Identity{}, err
-	}
-	c, err := v.cfg.Registry.Card(ctx, e.CardID)
-	if err != nil {
-		return Identity{}, err
+	if err := card.Usable(p.HolderID, e, c); err != nil {
+		return Identity{}, fmt.Errorf("%w: %w", qrlogin.ErrHolderInactive, err)
 	}
 	hd, err := v.cfg.Registry.Holder(ctx, p.HolderID)
 	if err != nil {

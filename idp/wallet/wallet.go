@@ -52,12 +52,6 @@ type Registry interface {
 	CardByNumber(ctx context.Context, number string) (storage.Card, error)
 }
 
-// HolderCheck re-checks, live, that the holder's e-card and card are active
-// (the same check the OIDC side makes); it wraps qrlogin.ErrHolderInactive.
-type HolderCheck interface {
-	CheckHolder(ctx context.Context, holderID, ecardID string) error
-}
-
 // Notice is one of the holder's sign-ins as the app lists it: "you logged
 // in to X from Y at T".
 type Notice struct {
