@@ -43,46 +43,102 @@ func (s *Service) VerifyPIN(ctx context.Context, number, pin string) (Verified, 
 
 // verifyPIN is VerifyPIN without the MustChange refusal; act is the action
 // the PIN authorises (the card machine must allow it, except that apply
-// reports a forbidden transition only after a correct PIN).
-//
-// After the card lookup, every outcome is ONE registry transaction: charge
-// the counter, compare, then record — the failure's audit entry (and the
+// accepts any card that is neither replaced nor cancelled). Every failure is
+// logged with its reason and ErrAuthFailed is returned (ErrUnavailable when
+// the registry cannot be reached). The attempt is charged before the
+// comparison (with the audit entry of a failure, and when it locks, the
 // lock's event), or the counter reset on success. A refusal before any
 // comparison (unknown card, a card whose state refuses the action, a locked
 // PIN) charges a card id that cannot exist, compares against a dummy and is
 // audited as pin.verify_refused in the same way, so the latency tells an
 // unauthenticated caller nothing the uniform answer does not.
 func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action) (Verified, error) {
-	fail := func(reason string, err error) (Verified, error) {
-		attrs := []any{"reason", reason, "card", MaskCardNumber(number), "action", string(act)}
-		if err != nil {
-			attrs = append(attrs, "err", err)
-		}
-		s.log.LogAttrs(ctx, slog.LevelInfo, "card: pin check failed", slog.Group("pin", attrs...))
-		if err != nil && (errors.Is(err, storage.ErrUnavailable) || errors.Is(err, ErrUnavailable)) {
-			return Verified{}, mapErr(err)
-		}
-		return Verified{}, ErrAuthFailed
-	}
 	n, err := ParseCardNumber(number)
 	if err != nil {
 		PINVerifier(s.pinKey, "", "000000") // keep the timing of a real check
-		return fail("malformed card number", nil)
+		return Verified{}, s.pinFail(ctx, number, act, "malformed card number", nil)
 	}
-	number = n
-	c, err := s.reg.CardByNumber(ctx, number)
-	refused := ""
+	c, err := s.reg.CardByNumber(ctx, n)
+	if err := s.checkPIN(ctx, n, c, err, pin, act); err != nil {
+		return Verified{}, err
+	}
+	h, err := s.reg.Holder(ctx, c.HolderID)
+	if err != nil {
+		return Verified{}, s.pinFail(ctx, n, act, "holder", err)
+	}
+	c.PIN.Failures, c.PIN.Locked = 0, false
+	return Verified{Card: c, Holder: h, MustChange: c.PIN.MustChange}, nil
+}
+
+// CheckPIN is VerifyPIN for a card the caller read a moment ago (the
+// wallet's device authentication reads the card with the e-card): the same
+// charged check, refusals and audit, without reading the card by number
+// again or the holder at all. A correct PIN costs one statement
+// (storage.PINCounter.AcceptPIN). ErrMustChangePIN as VerifyPIN.
+func (s *Service) CheckPIN(ctx context.Context, c storage.Card, pin string) error {
+	if err := s.checkPIN(ctx, c.Number, c, nil, pin, ActionVerifyPIN); err != nil {
+		return err
+	}
+	if c.PIN.MustChange {
+		return ErrMustChangePIN
+	}
+	return nil
+}
+
+// pinFail logs a failed check with its reason and returns what the caller
+// answers: ErrUnavailable for a registry outage, ErrAuthFailed otherwise.
+func (s *Service) pinFail(ctx context.Context, number string, act Action, reason string, err error) error {
+	attrs := []any{"reason", reason, "card", MaskCardNumber(number), "action", string(act)}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "card: pin check failed", slog.Group("pin", attrs...))
+	if err != nil && (errors.Is(err, storage.ErrUnavailable) || errors.Is(err, ErrUnavailable)) {
+		return mapErr(err)
+	}
+	return ErrAuthFailed
+}
+
+// pinRefusal is why card c (read with error err) refuses a PIN check for
+// act before any comparison, or "" when the PIN is to be compared.
+func pinRefusal(c storage.Card, err error, act Action) string {
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		refused = "unknown card"
-	case err != nil:
-		return fail("lookup", err)
+		return "unknown card"
 	case act != ActionApplyECard:
 		if _, err := CardTransition(c.Status, act); err != nil {
-			refused = "card " + string(c.Status)
+			return "card " + string(c.Status)
 		}
 	case c.Status == storage.CardReplaced || c.Status == storage.CardCancelled:
-		refused = "card " + string(c.Status)
+		return "card " + string(c.Status)
+	}
+	return ""
+}
+
+// checkPIN checks pin against card c, which the caller read with error
+// readErr. A PIN that matches the card as read and is not locked is
+// accepted in one statement; every other attempt is charged before it is
+// compared, in a transaction with its audit entry (verifyPIN).
+func (s *Service) checkPIN(ctx context.Context, number string, c storage.Card, readErr error, pin string, act Action) error {
+	if readErr != nil && !errors.Is(readErr, storage.ErrNotFound) {
+		return s.pinFail(ctx, number, act, "lookup", readErr)
+	}
+	refused := pinRefusal(c, readErr, act)
+	if refused == "" && !c.PIN.Locked && isPINShape(pin) && PINMatches(s.pinKey, c.ID, pin, c.PIN.Verifier) {
+		ok, err := s.reg.AcceptPIN(ctx, c.ID, c.PIN.Verifier)
+		if err != nil {
+			return s.pinFail(ctx, number, act, "recording the check", err)
+		}
+		if ok {
+			return nil
+		}
+		// Locked or changed since c was read: charge and compare against
+		// the card as it is now.
+		c, readErr = s.reg.Card(ctx, c.ID)
+		if readErr != nil && !errors.Is(readErr, storage.ErrNotFound) {
+			return s.pinFail(ctx, number, act, "lookup", readErr)
+		}
+		refused = pinRefusal(c, readErr, act)
 	}
 	chargeID := c.ID
 	if refused != "" {
@@ -90,7 +146,7 @@ func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action)
 	}
 	var st storage.PINCounterState
 	ok := false
-	err = s.tx(ctx, func(tx storage.RegistryTx) error {
+	err := s.tx(ctx, func(tx storage.RegistryTx) error {
 		var err error
 		st, err = tx.ChargePINAttempt(ctx, chargeID, s.lockAfter)
 		switch {
@@ -112,21 +168,16 @@ func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action)
 	})
 	switch {
 	case err != nil:
-		return fail("recording the check", err)
+		return s.pinFail(ctx, number, act, "recording the check", err)
 	case refused != "":
-		return fail(refused, nil)
+		return s.pinFail(ctx, number, act, refused, nil)
 	case !ok:
 		if st.Locked && s.onLocked != nil {
 			s.onLocked()
 		}
-		return fail(fmt.Sprintf("wrong pin (%d consecutive)", st.Failures), nil)
+		return s.pinFail(ctx, number, act, fmt.Sprintf("wrong pin (%d consecutive)", st.Failures), nil)
 	}
-	h, err := s.reg.Holder(ctx, c.HolderID)
-	if err != nil {
-		return fail("holder", err)
-	}
-	c.PIN.Failures, c.PIN.Locked = 0, false
-	return Verified{Card: c, Holder: h, MustChange: c.PIN.MustChange}, nil
+	return nil
 }
 
 // noCardID is a card id no card has (ids are 32 hex digits): what a refusal

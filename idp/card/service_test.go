@@ -710,3 +710,82 @@ func BenchmarkVerifyPIN(b *testing.B) {
 		}
 	}
 }
+
+// TestCheckPIN: the wallet's check on a card read a moment earlier. A
+// correct PIN is one statement; everything else is charged as VerifyPIN
+// charges, judged against the card as it is now, not as it was read.
+func TestCheckPIN(t *testing.T) {
+	backends(t, func(t *testing.T, mk func(*testing.T) *env) {
+		ctx := context.Background()
+		e := mk(t)
+		e.ready(t, aliceSSN, "张秀英", "A00000001", "730591")
+		read := func() storage.Card {
+			t.Helper()
+			c, err := e.reg.CardByNumber(ctx, "A00000001")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		failures := func() int { return read().PIN.Failures }
+		snap := read()
+		if err := e.svc.CheckPIN(ctx, snap, "730591"); err != nil {
+			t.Fatalf("right PIN: %v", err)
+		}
+		if err := e.svc.CheckPIN(ctx, snap, "000001"); err != card.ErrAuthFailed || failures() != 1 {
+			t.Fatalf("wrong PIN: %v, %d failures (want ErrAuthFailed, 1)", err, failures())
+		}
+		// The snapshot says 0 failures; the registry says 1: the right PIN resets it.
+		if err := e.svc.CheckPIN(ctx, snap, "730591"); err != nil || failures() != 0 {
+			t.Fatalf("right PIN on a stale read: %v, %d failures", err, failures())
+		}
+		t.Run("fail/changed-since-read", func(t *testing.T) {
+			old := read()
+			if err := e.svc.ChangePIN(ctx, card.Actor{}, "A00000001", "730591", "730592"); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.svc.CheckPIN(ctx, old, "730591"); err != card.ErrAuthFailed || failures() != 1 {
+				t.Fatalf("the replaced PIN against a read from before the change: %v, %d failures", err, failures())
+			}
+			if err := e.svc.CheckPIN(ctx, old, "730592"); err != card.ErrAuthFailed {
+				t.Fatalf("the new PIN judged against the old read must be charged, not accepted: %v", err)
+			}
+			if err := e.svc.CheckPIN(ctx, read(), "730592"); err != nil || failures() != 0 {
+				t.Fatalf("the new PIN: %v, %d failures", err, failures())
+			}
+		})
+		t.Run("fail/locked-since-read", func(t *testing.T) {
+			old := read()
+			var wg sync.WaitGroup
+			for range 12 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := e.svc.CheckPIN(ctx, old, "000001"); err != card.ErrAuthFailed {
+						t.Errorf("wrong PIN: %v", err)
+					}
+				}()
+			}
+			wg.Wait()
+			if c := read(); !c.PIN.Locked || c.PIN.Failures != 5 {
+				t.Fatalf("12 concurrent wrong PINs: %+v, want locked after exactly 5 charges", c.PIN)
+			}
+			if err := e.svc.CheckPIN(ctx, old, "730592"); err != card.ErrAuthFailed {
+				t.Fatalf("right PIN on a card locked since the read: %v", err)
+			}
+			if c := read(); !c.PIN.Locked {
+				t.Fatal("a right PIN unlocked a locked card")
+			}
+		})
+		t.Run("fail/must-change", func(t *testing.T) {
+			e.issue(t, bobSSN, "李明", "A00000002")
+			c, err := e.reg.CardByNumber(ctx, "A00000002")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.svc.CheckPIN(ctx, c, card.InitialPIN); !errors.Is(err, card.ErrMustChangePIN) {
+				t.Fatalf("initial PIN: %v", err)
+			}
+		})
+	})
+}

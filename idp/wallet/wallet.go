@@ -28,6 +28,7 @@ type Cards interface {
 	ApplyECard(ctx context.Context, a card.Actor, r card.ApplyRequest) (card.Grant, error)
 	ChangePIN(ctx context.Context, a card.Actor, number, oldPIN, newPIN string) error
 	VerifyPIN(ctx context.Context, number, pin string) (card.Verified, error)
+	CheckPIN(ctx context.Context, c storage.Card, pin string) error
 	ReportLossByHolder(ctx context.Context, a card.Actor, holderID, number string) (storage.Card, error)
 	BindDevice(ctx context.Context, a card.Actor, ecardID string, k card.DeviceKey) (storage.Device, error)
 	UnbindDevice(ctx context.Context, a card.Actor, deviceID string) error
@@ -673,7 +674,7 @@ func (h *Handler) confirm(w http.ResponseWriter, r *http.Request, c caller) {
 	var a qrlogin.Approval
 	switch {
 	case req.PIN != "" && req.Liveness == "":
-		if _, err := h.cfg.Cards.VerifyPIN(ctx, c.Card.Number, req.PIN); err != nil {
+		if err := h.cfg.Cards.CheckPIN(ctx, c.Card, req.PIN); err != nil {
 			h.fail(w, r, err)
 			return
 		}

@@ -45,6 +45,10 @@ func (f *fakeCards) VerifyPIN(_ context.Context, _ string, pin string) (card.Ver
 	}
 	return card.Verified{}, nil
 }
+func (f *fakeCards) CheckPIN(ctx context.Context, c storage.Card, pin string) error {
+	_, err := f.VerifyPIN(ctx, c.Number, pin)
+	return err
+}
 func (f *fakeCards) ReportLossByHolder(context.Context, card.Actor, string, string) (storage.Card, error) {
 	f.mu.Lock()
 	f.lost = true

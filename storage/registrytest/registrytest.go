@@ -41,6 +41,7 @@ func Run(t *testing.T, newDB NewDB) {
 		{"concurrent_update_card", testConcurrentUpdateCard},
 		{"pin_counter", testPINCounter},
 		{"pin_concurrent_charge", testPINConcurrentCharge},
+		{"pin_accept", testAcceptPIN},
 		{"pin_lock_survives_restart", testPINRestart},
 		{"ecards", testECards},
 		{"concurrent_apply_ecard", testConcurrentECard},
@@ -469,6 +470,63 @@ func testPINConcurrentCharge(t *testing.T, open func(t *testing.T) storage.Regis
 	if c.PIN.Failures != n {
 		t.Fatalf("failures %d after %d concurrent increments", c.PIN.Failures, n)
 	}
+}
+
+// testAcceptPIN: the one-statement path accepts only the stored verifier of
+// an unlocked PIN, resets the counter when it does, and changes nothing when
+// it does not (a wrong verifier, a locked PIN, an unknown card).
+func testAcceptPIN(t *testing.T, open func(t *testing.T) storage.Registry) {
+	r := open(t)
+	ctx := context.Background()
+	w := seed(t, r, 7, "A00000007")
+	right, wrong := []byte("verifier-A00000007"), []byte("verifier-A00000008")
+	failures := func() storage.PINState {
+		t.Helper()
+		c, err := r.Card(ctx, w.card.ID)
+		noErr(t, "Card", err)
+		return c.PIN
+	}
+	for range 2 {
+		_, err := r.ChargePINAttempt(ctx, w.card.ID, 3)
+		noErr(t, "ChargePINAttempt", err)
+	}
+	ok, err := r.AcceptPIN(ctx, w.card.ID, wrong)
+	noErr(t, "AcceptPIN wrong", err)
+	if ok || failures().Failures != 2 {
+		t.Fatalf("a wrong verifier: accepted %v, state %+v (want refused, 2 failures untouched)", ok, failures())
+	}
+	ok, err = r.AcceptPIN(ctx, w.card.ID, right)
+	noErr(t, "AcceptPIN right", err)
+	if st := failures(); !ok || st.Failures != 0 || st.Locked {
+		t.Fatalf("the right verifier: accepted %v, state %+v (want accepted, counter reset)", ok, st)
+	}
+	ok, err = r.AcceptPIN(ctx, w.card.ID, right)
+	if err != nil || !ok {
+		t.Fatalf("accepting again with no failures: %v %v", ok, err)
+	}
+	for range 3 {
+		_, err := r.ChargePINAttempt(ctx, w.card.ID, 3)
+		noErr(t, "ChargePINAttempt", err)
+	}
+	ok, err = r.AcceptPIN(ctx, w.card.ID, right)
+	noErr(t, "AcceptPIN locked", err)
+	if st := failures(); ok || !st.Locked || st.Failures != 3 {
+		t.Fatalf("a locked PIN: accepted %v, state %+v (want refused, still locked)", ok, st)
+	}
+	ok, err = r.AcceptPIN(ctx, "nope", right)
+	if err != nil || ok {
+		t.Fatalf("unknown card: %v %v, want false and no error", ok, err)
+	}
+	mustTx(t, r, func(tx storage.RegistryTx) error {
+		if err := tx.ResetPINFailures(ctx, w.card.ID); err != nil {
+			return err
+		}
+		ok, err := tx.AcceptPIN(ctx, w.card.ID, right)
+		if err == nil && !ok {
+			err = errors.New("AcceptPIN in a transaction refused the right verifier")
+		}
+		return err
+	})
 }
 
 func testPINRestart(t *testing.T, open func(t *testing.T) storage.Registry) {

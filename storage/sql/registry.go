@@ -332,6 +332,20 @@ func (r *q) ResetPINFailures(ctx context.Context, cardID string) error {
 	return r.execOne(ctx, `UPDATE cards SET pin_failures = 0, pin_locked = 0 WHERE id = ?`, cardID)
 }
 
+// AcceptPIN implements storage.PINCounter in one UPDATE.
+func (r *q) AcceptPIN(ctx context.Context, cardID string, verifier []byte) (bool, error) {
+	res, err := r.exec(ctx, `UPDATE cards SET pin_failures = 0 WHERE id = ? AND pin_locked = 0 AND pin_verifier = ?`,
+		cardID, verifier)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, r.s.mapErr(err)
+	}
+	return n == 1, nil
+}
+
 // ---- e-cards ----
 
 const ecardCols = `id, card_id, holder_id, level, status, version, revoked_at, created_at, updated_at`
