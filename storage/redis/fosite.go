@@ -71,9 +71,9 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 		if index {
 			// Index first: a crash between the two leaves an index entry
 			// pointing at nothing, never a token that revocation cannot find.
-			idxAdd.EvalSha(ctx, p, []string{s.reqKey(r.GetID())}, kind+":"+storage.HashKey(kind, raw), ttl)
+			s.index(ctx, p, s.reqKey(r.GetID()), kind+":"+storage.HashKey(kind, raw), ttl)
 			for _, subj := range subjects {
-				idxAdd.EvalSha(ctx, p, []string{s.key(kindSubject, subj)}, r.GetID(), ttl)
+				s.index(ctx, p, s.key(kindSubject, subj), r.GetID(), ttl)
 			}
 		}
 		p.Set(ctx, k, encodeItem(exp, access, data), time.Duration(ttl)*time.Millisecond)

@@ -2,9 +2,14 @@ package redisstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"os"
 	"testing"
 	"time"
+
+	"github.com/ory/fosite"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/essc-project/essc/storage"
 )
@@ -72,5 +77,58 @@ func TestItemRecord(t *testing.T) {
 		if _, err := decodeItem([]byte(bad)); !errors.Is(err, errItemRecord) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestIndexHorizon: an index write sets the index's TTL to the horizon, or
+// to the entry's own TTL when that is longer (which also raises the
+// horizon), so a later short-lived entry never shortens the index below an
+// earlier long-lived one.
+func TestIndexHorizon(t *testing.T) {
+	url := os.Getenv("ESSC_TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("ESSC_TEST_REDIS_URL not set: Redis backend not tested")
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	defer c.Close()
+	ctx := context.Background()
+	s, err := New(Config{Client: c, Prefix: "essc-test-index:", Lookup: func(context.Context, string) (fosite.Client, error) { return nil, nil },
+		NewSession: func() fosite.Session { return nil }, IndexTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	key := s.key(kindSubject, "holder:h1")
+	defer c.Del(ctx, key)
+	write := func(member string, ttl time.Duration) time.Duration {
+		t.Helper()
+		if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			s.index(ctx, p, key, member, ttl.Milliseconds())
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		d, err := c.PTTL(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	near := func(got, want time.Duration) bool { return got <= want && got > want-time.Minute }
+	if d := write("a", time.Minute); !near(d, time.Hour) {
+		t.Fatalf("short entry: index TTL %v, want the 1h horizon", d)
+	}
+	if d := write("b", 3*time.Hour); !near(d, 3*time.Hour) {
+		t.Fatalf("long entry: index TTL %v, want its 3h", d)
+	}
+	if d := write("c", time.Minute); !near(d, 3*time.Hour) {
+		t.Fatalf("a short entry after a long one: index TTL %v, want 3h kept", d)
+	}
+	if n, _ := c.HLen(ctx, key).Result(); n != 3 {
+		t.Fatalf("index holds %d members, want 3", n)
 	}
 }

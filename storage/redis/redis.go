@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,6 +36,12 @@ type Config struct {
 	// FallbackTTL bounds items whose session has no expiry; 0 means
 	// storage.DefaultFallbackTTL.
 	FallbackTTL time.Duration
+	// IndexTTL is how long a revocation index (by request, by subject, SSO
+	// sessions by subject) lives after its last write: at least the longest
+	// lifetime of what is indexed (refresh tokens, SSO sessions). 0 means
+	// FallbackTTL, which is also the provider's default refresh lifetime. A
+	// longer-lived entry than IndexTTL raises it for this process.
+	IndexTTL time.Duration
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -56,6 +63,7 @@ type Store struct {
 	subjects storage.SubjectsFunc
 	grace    time.Duration
 	fallback time.Duration
+	indexTTL atomic.Int64 // ms; only grows (index)
 	log      *slog.Logger
 	hub      *hub
 }
@@ -95,6 +103,10 @@ func New(cfg Config) (*Store, error) {
 	}
 	if s.fallback <= 0 {
 		s.fallback = storage.DefaultFallbackTTL
+	}
+	s.indexTTL.Store(cfg.IndexTTL.Milliseconds())
+	if cfg.IndexTTL <= 0 {
+		s.indexTTL.Store(s.fallback.Milliseconds())
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -157,6 +169,20 @@ func (s *Store) ttlMS(exp time.Time) int64 {
 		d = time.Second
 	}
 	return d.Milliseconds()
+}
+
+// index adds member to the revocation index key in pipeline p: a hash
+// (member -> "1"; small hashes keep Redis's compact listpack encoding) whose
+// TTL every write sets to the index horizon, at least ttlMS. Two plain
+// commands, no script: the horizon outlives every entry, so a write never
+// shortens the life of an earlier, longer-lived one.
+func (s *Store) index(ctx context.Context, p redis.Pipeliner, key, member string, ttlMS int64) {
+	h := s.indexTTL.Load()
+	for ttlMS > h && !s.indexTTL.CompareAndSwap(h, ttlMS) {
+		h = s.indexTTL.Load()
+	}
+	p.HSet(ctx, key, member, "1")
+	p.PExpire(ctx, key, time.Duration(max(h, ttlMS))*time.Millisecond)
 }
 
 func (s *Store) key(kind, raw string) string {

@@ -20,14 +20,6 @@ import (
 var getRecord = redis.NewScript(`
 return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2])}`)
 
-// idxAdd adds a member to an index and only ever extends its TTL. Indexes
-// are hashes (member -> "1") rather than sets: small hashes keep Redis's
-// compact listpack encoding, sets of strings do not (Redis 7.0).
-var idxAdd = redis.NewScript(`
-redis.call('HSET', KEYS[1], ARGV[1], '1')
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 1`)
-
 // A fosite item is one string key: "x|i|t|a|" (expiry ms, invalidated
 // 0/1, rotated-at ms or 0, hash of the access token issued with a refresh
 // token or empty) followed by the encoded request. Put is one SET, a read
@@ -126,7 +118,7 @@ redis.call('SET', KEYS[1], rec, 'KEEPTTL')
 redis.call('PUBLISH', ARGV[9], '1')
 return {1, rec}`)
 
-var allScripts = []*redis.Script{getRecord, idxAdd, invalidateCode, rotateRefresh, setIfAbsent, putFields, takeFields, rateHit, qrCreate, qrCAS}
+var allScripts = []*redis.Script{getRecord, invalidateCode, rotateRefresh, setIfAbsent, putFields, takeFields, rateHit, qrCreate, qrCAS}
 
 func loadScripts(ctx context.Context, c redis.UniversalClient) error {
 	for _, sc := range allScripts {
