@@ -182,6 +182,9 @@ type RegistryReader interface {
 	Device(ctx context.Context, id string) (Device, error)
 	// DeviceByThumbprint returns the live (non-revoked) device with this key thumbprint.
 	DeviceByThumbprint(ctx context.Context, thumbprint string) (Device, error)
+	// DeviceWithCard returns the live device with this key thumbprint with
+	// its e-card and card, read together (a wallet request's authentication).
+	DeviceWithCard(ctx context.Context, thumbprint string) (Device, ECard, Card, error)
 	// Devices returns the e-card's devices, revoked ones included, oldest first.
 	Devices(ctx context.Context, ecardID string) ([]Device, error)
 

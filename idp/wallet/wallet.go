@@ -44,7 +44,7 @@ type QR interface {
 
 // Registry is the part of the registry the wallet reads.
 type Registry interface {
-	DeviceByThumbprint(ctx context.Context, thumbprint string) (storage.Device, error)
+	DeviceWithCard(ctx context.Context, thumbprint string) (storage.Device, storage.ECard, storage.Card, error)
 	ECard(ctx context.Context, id string) (storage.ECard, error)
 	Card(ctx context.Context, id string) (storage.Card, error)
 	ECardWithCard(ctx context.Context, ecardID string) (storage.ECard, storage.Card, error)
@@ -360,7 +360,9 @@ func (h *Handler) deviceAuth(next func(w http.ResponseWriter, r *http.Request, c
 			h.fail(w, r, fmt.Errorf("%w: kid", ErrBadProof))
 			return
 		}
-		dev, err := h.cfg.Registry.DeviceByThumbprint(ctx, hdr.Kid)
+		// The e-card and card come with the device; they are judged only
+		// once the proof is verified.
+		dev, e, c, err := h.cfg.Registry.DeviceWithCard(ctx, hdr.Kid)
 		if err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				err = fmt.Errorf("%w: unknown or unbound device", ErrBadProof)
@@ -374,11 +376,6 @@ func (h *Handler) deviceAuth(next func(w http.ResponseWriter, r *http.Request, c
 			return
 		}
 		claims, err := h.checkProof(ctx, r, proof, key, body)
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		e, c, err := h.cfg.Registry.ECardWithCard(ctx, dev.ECardID)
 		if err != nil {
 			h.fail(w, r, err)
 			return

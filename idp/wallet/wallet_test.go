@@ -107,6 +107,14 @@ func (r *registry) DeviceByThumbprint(_ context.Context, th string) (storage.Dev
 	}
 	return r.dev, nil
 }
+func (r *registry) DeviceWithCard(ctx context.Context, th string) (storage.Device, storage.ECard, storage.Card, error) {
+	d, err := r.DeviceByThumbprint(ctx, th)
+	if err != nil {
+		return d, storage.ECard{}, storage.Card{}, err
+	}
+	e, c, err := r.ECardWithCard(ctx, d.ECardID)
+	return d, e, c, err
+}
 func (r *registry) ECard(context.Context, string) (storage.ECard, error) {
 	st := storage.ECardActive
 	if r.suspended {

@@ -685,6 +685,14 @@ func testDevices(t *testing.T, open func(t *testing.T) storage.Registry) {
 	if got.ID != d.ID || string(got.PublicKeyJWK) != string(jwk) || got.Channel != "app" || !got.RevokedAt.IsZero() {
 		t.Fatalf("device %+v", got)
 	}
+	gd, ge, gc, err := r.DeviceWithCard(ctx, "tp1")
+	noErr(t, "DeviceWithCard", err)
+	if gd.ID != d.ID || string(gd.PublicKeyJWK) != string(jwk) || gd.CreatedAt.IsZero() || ge.ID != e.ID || ge.Status != storage.ECardActive ||
+		gc.ID != w.card.ID || gc.Number != "A00000012" || string(gc.PIN.Verifier) != "verifier-A00000012" {
+		t.Fatalf("DeviceWithCard = %+v, %+v, %+v", gd, ge, gc)
+	}
+	_, _, _, err = r.DeviceWithCard(ctx, "tp-unknown")
+	wantErr(t, "DeviceWithCard unknown", err, storage.ErrNotFound)
 	err = r.Tx(ctx, func(tx storage.RegistryTx) error {
 		_, err := tx.AddDevice(ctx, storage.Device{ECardID: e.ID, Thumbprint: "tp1", PublicKeyJWK: jwk, Channel: "app"})
 		return err
@@ -701,6 +709,8 @@ func testDevices(t *testing.T, open func(t *testing.T) storage.Registry) {
 	wantErr(t, "revoke unknown", err, storage.ErrNotFound)
 	_, err = r.DeviceByThumbprint(ctx, "tp1")
 	wantErr(t, "revoked thumbprint", err, storage.ErrNotFound)
+	_, _, _, err = r.DeviceWithCard(ctx, "tp1")
+	wantErr(t, "DeviceWithCard of a revoked device", err, storage.ErrNotFound)
 	mustTx(t, r, func(tx storage.RegistryTx) error {
 		_, err := tx.AddDevice(ctx, storage.Device{ECardID: e.ID, Thumbprint: "tp1", PublicKeyJWK: jwk, Channel: "app2"})
 		return err

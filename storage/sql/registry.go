@@ -471,12 +471,19 @@ const deviceCols = `id, ecard_id, thumbprint, public_key_jwk, channel, created_a
 
 func scanDevice(row interface{ Scan(...any) error }) (storage.Device, error) {
 	var d storage.Device
-	var created, revoked int64
-	if err := row.Scan(&d.ID, &d.ECardID, &d.Thumbprint, &d.PublicKeyJWK, &d.Channel, &created, &revoked); err != nil {
+	dest, finish := deviceTargets(&d)
+	if err := row.Scan(dest...); err != nil {
 		return d, err
 	}
-	d.CreatedAt, d.RevokedAt = fromMicros(created), fromMicros(revoked)
+	finish()
 	return d, nil
+}
+
+func deviceTargets(d *storage.Device) ([]any, func()) {
+	var created, revoked int64
+	return []any{&d.ID, &d.ECardID, &d.Thumbprint, &d.PublicKeyJWK, &d.Channel, &created, &revoked}, func() {
+		d.CreatedAt, d.RevokedAt = fromMicros(created), fromMicros(revoked)
+	}
 }
 
 // AddDevice implements storage.RegistryTx.
@@ -515,6 +522,27 @@ func (r *q) Device(ctx context.Context, id string) (storage.Device, error) {
 func (r *q) DeviceByThumbprint(ctx context.Context, thumbprint string) (storage.Device, error) {
 	d, err := scanDevice(r.queryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE thumbprint = ? AND revoked_at = 0`, thumbprint))
 	return d, r.s.mapErr(err)
+}
+
+// deviceWithCardQuery reads a live device, its e-card and its card in one indexed join.
+var deviceWithCardQuery = `SELECT ` + qualify("d", deviceCols) + `, ` + qualify("e", ecardCols) + `, ` + qualify("c", cardCols) +
+	` FROM devices d JOIN ecards e ON e.id = d.ecard_id JOIN cards c ON c.id = e.card_id WHERE d.thumbprint = ? AND d.revoked_at = 0`
+
+// DeviceWithCard implements storage.RegistryReader.
+func (r *q) DeviceWithCard(ctx context.Context, thumbprint string) (storage.Device, storage.ECard, storage.Card, error) {
+	var d storage.Device
+	var e storage.ECard
+	var c storage.Card
+	dd, dfinish := deviceTargets(&d)
+	ed, efinish := ecardTargets(&e)
+	cd, cfinish := cardTargets(&c)
+	if err := r.queryRow(ctx, deviceWithCardQuery, thumbprint).Scan(append(append(dd, ed...), cd...)...); err != nil {
+		return storage.Device{}, storage.ECard{}, storage.Card{}, r.s.mapErr(err)
+	}
+	dfinish()
+	efinish()
+	cfinish()
+	return d, e, c, nil
 }
 
 // Devices implements storage.RegistryReader.
