@@ -106,6 +106,21 @@ func bearer(r *http.Request) (string, error) {
 // accessToken validates an access token of this profile (signature, expiry,
 // not revoked) and the live status of its holder.
 func (pr *profile) accessToken(ctx context.Context, tok string) (fosite.AccessRequester, *Session, error) {
+	ar, s, err := pr.tokenSession(ctx, tok)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.HolderID != "" {
+		if err := pr.p.cfg.Holders.Check(ctx, s.HolderID, s.ECardID); err != nil {
+			return nil, nil, err
+		}
+	}
+	return ar, s, nil
+}
+
+// tokenSession is accessToken without the holder check, for a caller that
+// checks the holder itself (userinfo reads the identity, which checks).
+func (pr *profile) tokenSession(ctx context.Context, tok string) (fosite.AccessRequester, *Session, error) {
 	_, ar, err := pr.oauth.IntrospectToken(ctx, tok, fosite.AccessToken, newSession(pr.name))
 	if err != nil {
 		return nil, nil, err
@@ -113,11 +128,6 @@ func (pr *profile) accessToken(ctx context.Context, tok string) (fosite.AccessRe
 	s, ok := ar.GetSession().(*Session)
 	if !ok {
 		return nil, nil, fosite.ErrServerError.WithDebug("unexpected session type")
-	}
-	if s.HolderID != "" {
-		if err := pr.p.cfg.Holders.Check(ctx, s.HolderID, s.ECardID); err != nil {
-			return nil, nil, err
-		}
 	}
 	return ar, s, nil
 }

@@ -17,7 +17,7 @@ func (pr *profile) userinfo(w http.ResponseWriter, r *http.Request) {
 		pr.bearerError(w, "invalid_request")
 		return
 	}
-	ar, s, err := pr.accessToken(ctx, tok)
+	ar, s, err := pr.tokenSession(ctx, tok) // Identity below checks the holder
 	if err != nil {
 		if isUnavailable(err) {
 			writeUnavailable(w)
@@ -27,7 +27,7 @@ func (pr *profile) userinfo(w http.ResponseWriter, r *http.Request) {
 		pr.bearerError(w, "invalid_token")
 		return
 	}
-	if s.HolderID == "" || !ar.GetGrantedScopes().Has(ScopeOpenID) {
+	if s.HolderID == "" {
 		pr.bearerError(w, "insufficient_scope")
 		return
 	}
@@ -41,6 +41,10 @@ func (pr *profile) userinfo(w http.ResponseWriter, r *http.Request) {
 			pr.p.log.ErrorContext(ctx, "userinfo: identity", "err", err)
 		}
 		pr.bearerError(w, "invalid_token")
+		return
+	}
+	if !ar.GetGrantedScopes().Has(ScopeOpenID) {
+		pr.bearerError(w, "insufficient_scope")
 		return
 	}
 	claims := userClaims(id, ar.GetGrantedScopes())
