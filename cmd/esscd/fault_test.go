@@ -710,6 +710,9 @@ func TestFaultPostgresDownDuringOutletAction(t *testing.T) {
 	}
 	proxy := startPGProxy(t, u.Host)
 	u.Host = proxy.ln.Addr().String()
+	q := u.Query()
+	q.Set("sslmode", "disable") // the proxy must read the COMMIT, so no TLS through it
+	u.RawQuery = q.Encode()
 	s := newStack(t, u.String(), "")
 	ctx := context.Background()
 	number := s.issue(t, "41010519560315201", "P10000001")

@@ -102,13 +102,14 @@ func (b *auditBatcher) flush() {
 			if err := t.queryRow(ctx, `UPDATE audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, chain`, n).Scan(&last, &prev); err != nil {
 				return t.s.mapErr(err)
 			}
+			entries := make([]storage.AuditEntry, n)
 			for i, r := range batch {
 				r.e.Seq, r.e.Prev = last-int64(n-1-i), prev
 				r.e.Chain = storage.AuditChain(t.s.secrets.AuditKey, prev, r.e)
-				if err := t.insertAudit(ctx, r.e); err != nil {
-					return err
-				}
-				prev = r.e.Chain
+				entries[i], prev = r.e, r.e.Chain
+			}
+			if err := t.insertAudit(ctx, entries...); err != nil {
+				return err
 			}
 			_, err := t.exec(ctx, `UPDATE audit_head SET chain = ? WHERE id = 1`, prev)
 			return err

@@ -124,11 +124,35 @@ func (r *q) AppendAudit(ctx context.Context, e storage.AuditEntry) (storage.Audi
 	return e, nil
 }
 
-func (r *q) insertAudit(ctx context.Context, e storage.AuditEntry) error {
-	_, err := r.exec(ctx, `INSERT INTO audit_log (seq, at, actor, act, action, target, details, prev, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.Seq, micros(e.At), e.Actor, e.Act, e.Action, e.Target, []byte(e.Details), e.Prev, e.Chain)
-	return err
+// insertAudit inserts entries with multi-row INSERTs of at most
+// auditRowsPerInsert rows (a group commit's batch in a few statements; the
+// row counts, and so the statement texts, stay few).
+func (r *q) insertAudit(ctx context.Context, entries ...storage.AuditEntry) error {
+	for len(entries) > 0 {
+		n := min(len(entries), auditRowsPerInsert)
+		args := make([]any, 0, 9*n)
+		for _, e := range entries[:n] {
+			args = append(args, e.Seq, micros(e.At), e.Actor, e.Act, e.Action, e.Target, []byte(e.Details), e.Prev, e.Chain)
+		}
+		if _, err := r.exec(ctx, auditInsert[n-1], args...); err != nil {
+			return err
+		}
+		entries = entries[n:]
+	}
+	return nil
 }
+
+const auditRowsPerInsert = 16
+
+// auditInsert[i] inserts i+1 audit rows.
+var auditInsert = func() (qs [auditRowsPerInsert]string) {
+	q := `INSERT INTO audit_log (seq, at, actor, act, action, target, details, prev, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	for i := range qs {
+		qs[i] = q
+		q += `, (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	}
+	return qs
+}()
 
 const auditCols = `seq, at, actor, act, action, target, details, prev, chain`
 
