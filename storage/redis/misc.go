@@ -55,11 +55,16 @@ func (s *Store) Allow(ctx context.Context, key string, limit int, window time.Du
 	now := s.now()
 	start, end := storage.Window(now, window)
 	k := s.key("rate", key) + ":" + strconv.FormatInt(ms(start), 10)
-	v, err := s.run(ctx, "rate", rateHit, []string{k}, s.ttlMS(end))
-	if err != nil {
+	// One round trip, two plain commands: create the window's counter with
+	// its expiry if absent, then count (INCR keeps the TTL).
+	var hit *redis.IntCmd
+	if _, err := s.pipe(ctx, "rate", func(p redis.Pipeliner) {
+		p.SetNX(ctx, k, 0, time.Duration(s.ttlMS(end))*time.Millisecond)
+		hit = p.Incr(ctx, k)
+	}); err != nil {
 		return storage.RateDecision{}, err
 	}
-	return storage.Decide(int(v.(int64)), limit, now, end), nil
+	return storage.Decide(int(hit.Val()), limit, now, end), nil
 }
 
 // PutOnce implements storage.OnceStore.

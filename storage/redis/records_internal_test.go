@@ -85,23 +85,8 @@ func TestItemRecord(t *testing.T) {
 // horizon), so a later short-lived entry never shortens the index below an
 // earlier long-lived one.
 func TestIndexHorizon(t *testing.T) {
-	url := os.Getenv("ESSC_TEST_REDIS_URL")
-	if url == "" {
-		t.Skip("ESSC_TEST_REDIS_URL not set: Redis backend not tested")
-	}
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := redis.NewClient(opt)
-	defer c.Close()
+	s, c := internalStore(t, "essc-test-index:")
 	ctx := context.Background()
-	s, err := New(Config{Client: c, Prefix: "essc-test-index:", Lookup: func(context.Context, string) (fosite.Client, error) { return nil, nil },
-		NewSession: func() fosite.Session { return nil }, IndexTTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	key := s.key(kindSubject, "holder:h1")
 	defer c.Del(ctx, key)
 	write := func(member string, ttl time.Duration) time.Duration {
@@ -130,5 +115,49 @@ func TestIndexHorizon(t *testing.T) {
 	}
 	if n, _ := c.HLen(ctx, key).Result(); n != 3 {
 		t.Fatalf("index holds %d members, want 3", n)
+	}
+}
+
+// internalStore opens a Store on ESSC_TEST_REDIS_URL (skips when unset).
+func internalStore(t *testing.T, prefix string) (*Store, *redis.Client) {
+	t.Helper()
+	url := os.Getenv("ESSC_TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("ESSC_TEST_REDIS_URL not set: Redis backend not tested")
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	s, err := New(Config{Client: c, Prefix: prefix, Lookup: func(context.Context, string) (fosite.Client, error) { return nil, nil },
+		NewSession: func() fosite.Session { return nil }, IndexTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, c
+}
+
+// TestRateCounterExpires: a rate window's counter carries the window's
+// expiry from its first hit, and later hits keep it (no counter outlives
+// its window).
+func TestRateCounterExpires(t *testing.T) {
+	s, c := internalStore(t, "essc-test-rate:")
+	ctx := context.Background()
+	for i := 1; i <= 3; i++ {
+		d, err := s.Allow(ctx, "ip:1", 5, time.Minute)
+		if err != nil || d.Remaining != 5-i {
+			t.Fatalf("hit %d: %+v %v", i, d, err)
+		}
+	}
+	keys, err := c.Keys(ctx, "essc-test-rate:*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("counter keys %v %v", keys, err)
+	}
+	defer c.Del(ctx, keys...)
+	if d, _ := c.PTTL(ctx, keys[0]).Result(); d <= 0 || d > 62*time.Second {
+		t.Fatalf("counter TTL %v, want at most the window (+1 s)", d)
 	}
 }

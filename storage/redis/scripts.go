@@ -78,12 +78,6 @@ for i = 1, #f, 2 do if f[i] == 'x' then x = f[i+1] end end
 if not x or tonumber(x) <= tonumber(ARGV[1]) then return {0} end
 return {1, f, d or ''}`)
 
-// rateHit counts a hit in a window key that expires with the window.
-var rateHit = redis.NewScript(`
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n`)
-
 // qrCreate stores a QR transaction record (ARGV now, ttl, record) unless a
 // live one (x > now) exists: 1 stored, 0 duplicate.
 var qrCreate = redis.NewScript(`
@@ -118,7 +112,7 @@ redis.call('SET', KEYS[1], rec, 'KEEPTTL')
 redis.call('PUBLISH', ARGV[9], '1')
 return {1, rec}`)
 
-var allScripts = []*redis.Script{getRecord, invalidateCode, rotateRefresh, setIfAbsent, putFields, takeFields, rateHit, qrCreate, qrCAS}
+var allScripts = []*redis.Script{getRecord, invalidateCode, rotateRefresh, setIfAbsent, putFields, takeFields, qrCreate, qrCAS}
 
 func loadScripts(ctx context.Context, c redis.UniversalClient) error {
 	for _, sc := range allScripts {
