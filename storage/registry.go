@@ -223,12 +223,13 @@ type PINCounter interface {
 	// ResetPINFailures sets failures to 0 and unlocks (successful verification,
 	// or an outlet's unlock).
 	ResetPINFailures(ctx context.Context, cardID string) error
-	// AcceptPIN is the one-statement path of a correct PIN: if the card's PIN
-	// is not locked and its stored verifier equals verifier, it sets failures
-	// to 0 and reports true; otherwise it changes nothing and reports false,
-	// and the caller takes the charged flow above. It admits no more guesses
-	// than charging first: a non-matching verifier is never accepted, and a
-	// lock that concurrent charged guesses landed is seen atomically.
+	// AcceptPIN is the fast path of a correct PIN: if the card's PIN is not
+	// locked and its stored verifier equals verifier, it sets failures to 0
+	// (writing only when they are not 0 already) and reports true; otherwise
+	// it changes nothing and reports false, and the caller takes the charged
+	// flow above. It admits no more guesses than charging first: a
+	// non-matching verifier is never accepted, and the lock state is tested
+	// at one instant, after every guess charged before it.
 	AcceptPIN(ctx context.Context, cardID string, verifier []byte) (bool, error)
 }
 

@@ -332,8 +332,21 @@ func (r *q) ResetPINFailures(ctx context.Context, cardID string) error {
 	return r.execOne(ctx, `UPDATE cards SET pin_failures = 0, pin_locked = 0 WHERE id = ?`, cardID)
 }
 
-// AcceptPIN implements storage.PINCounter in one UPDATE.
+// AcceptPIN implements storage.PINCounter: one read, and a write only when
+// there are failures to reset (a read at one instant is as atomic a test as
+// the UPDATE: guesses charged before it are seen, later ones come after).
 func (r *q) AcceptPIN(ctx context.Context, cardID string, verifier []byte) (bool, error) {
+	var failures int
+	err := r.queryRow(ctx, `SELECT pin_failures FROM cards WHERE id = ? AND pin_locked = 0 AND pin_verifier = ?`,
+		cardID, verifier).Scan(&failures)
+	switch {
+	case errors.Is(err, dbsql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, r.s.mapErr(err)
+	case failures == 0:
+		return true, nil
+	}
 	res, err := r.exec(ctx, `UPDATE cards SET pin_failures = 0 WHERE id = ? AND pin_locked = 0 AND pin_verifier = ?`,
 		cardID, verifier)
 	if err != nil {
