@@ -10,7 +10,7 @@ import (
 )
 
 // RegistryDirectory is the HolderDirectory over the durable registry: one
-// indexed join (e-card and card) per check, plus the holder for Identity.
+// indexed join per check (e-card and card; with the holder for Identity).
 type RegistryDirectory struct {
 	Registry storage.RegistryReader
 }
@@ -21,14 +21,8 @@ var _ HolderDirectory = RegistryDirectory{}
 // active, its card active with no pending initial-PIN change (DESIGN.md §6).
 // Unknown records are ErrInactive; outages pass through (storage.ErrUnavailable).
 func (d RegistryDirectory) Identity(ctx context.Context, holderID, ecardID string) (Identity, error) {
-	e, c, err := d.check(ctx, holderID, ecardID)
-	if err != nil {
-		return Identity{}, err
-	}
-	h, err := d.Registry.Holder(ctx, holderID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return Identity{}, inactive(ecardID, "unknown holder")
-	} else if err != nil {
+	h, e, c, err := d.Registry.ECardWithHolder(ctx, ecardID)
+	if err := usable(holderID, ecardID, e, c, err); err != nil {
 		return Identity{}, err
 	}
 	return Identity{HolderID: h.ID, ECardID: e.ID, Name: h.Name, SSN: h.SSN, SSNMasked: h.SSNMasked,
@@ -43,15 +37,24 @@ func (d RegistryDirectory) Check(ctx context.Context, holderID, ecardID string) 
 
 func (d RegistryDirectory) check(ctx context.Context, holderID, ecardID string) (storage.ECard, storage.Card, error) {
 	e, c, err := d.Registry.ECardWithCard(ctx, ecardID)
-	if errors.Is(err, storage.ErrNotFound) {
-		return e, c, inactive(ecardID, "unknown e-card")
-	} else if err != nil {
-		return e, c, err
-	}
-	if err := card.Usable(holderID, e, c); err != nil {
-		return storage.ECard{}, storage.Card{}, fmt.Errorf("%w: %w", err, ErrInactive)
+	if err := usable(holderID, ecardID, e, c, err); err != nil {
+		return storage.ECard{}, storage.Card{}, err
 	}
 	return e, c, nil
+}
+
+// usable judges e-card e and card c of holderID as read (with error err):
+// unknown records are ErrInactive, outages pass through.
+func usable(holderID, ecardID string, e storage.ECard, c storage.Card, err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return inactive(ecardID, "unknown e-card")
+	} else if err != nil {
+		return err
+	}
+	if err := card.Usable(holderID, e, c); err != nil {
+		return fmt.Errorf("%w: %w", err, ErrInactive)
+	}
+	return nil
 }
 
 func inactive(ecardID, why string) error {

@@ -48,6 +48,15 @@ func (f *fakeRegistry) ECardWithCard(ctx context.Context, id string) (storage.EC
 	return e, c, err
 }
 
+func (f *fakeRegistry) ECardWithHolder(ctx context.Context, id string) (storage.Holder, storage.ECard, storage.Card, error) {
+	e, c, err := f.ECardWithCard(ctx, id)
+	if err != nil {
+		return storage.Holder{}, e, c, err
+	}
+	h, err := f.Holder(ctx, e.HolderID)
+	return h, e, c, err
+}
+
 func (f *fakeRegistry) Holder(_ context.Context, id string) (storage.Holder, error) {
 	h, ok := f.holders[id]
 	return h, f.get(ok)

@@ -174,6 +174,9 @@ type RegistryReader interface {
 	// ECardWithCard returns the e-card and its card in one read: the status
 	// re-check every login step, token, introspection and userinfo call makes.
 	ECardWithCard(ctx context.Context, ecardID string) (ECard, Card, error)
+	// ECardWithHolder is ECardWithCard with the e-card's holder, read together
+	// (userinfo's identity).
+	ECardWithHolder(ctx context.Context, ecardID string) (Holder, ECard, Card, error)
 	// LiveECardOfCard returns the card's non-revoked e-card.
 	LiveECardOfCard(ctx context.Context, cardID string) (ECard, error)
 	// ECardsOfHolder returns every e-card of the holder, oldest first.

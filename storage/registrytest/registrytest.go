@@ -606,6 +606,14 @@ func testECards(t *testing.T, open func(t *testing.T) storage.Registry) {
 	}
 	_, _, err = r.ECardWithCard(ctx, "no-such-ecard")
 	wantErr(t, "ECardWithCard unknown", err, storage.ErrNotFound)
+	hh, he, hc, err := r.ECardWithHolder(ctx, e.ID)
+	noErr(t, "ECardWithHolder", err)
+	wantH, _ := r.Holder(ctx, w.holder.ID)
+	if !reflect.DeepEqual(hh, wantH) || !reflect.DeepEqual(he, wantE) || !reflect.DeepEqual(hc, wantC) || hh.SSN != w.holder.SSN {
+		t.Fatalf("ECardWithHolder = %+v %+v %+v, want %+v %+v %+v", hh, he, hc, wantH, wantE, wantC)
+	}
+	_, _, _, err = r.ECardWithHolder(ctx, "no-such-ecard")
+	wantErr(t, "ECardWithHolder unknown", err, storage.ErrNotFound)
 	stale := e
 	stale.Status = storage.ECardActive
 	err = r.Tx(ctx, func(tx storage.RegistryTx) error { _, err := tx.UpdateECard(ctx, stale); return err })

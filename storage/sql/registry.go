@@ -407,6 +407,33 @@ func (r *q) ECardWithCard(ctx context.Context, ecardID string) (storage.ECard, s
 	return e, c, nil
 }
 
+// ECardWithHolder implements storage.RegistryReader.
+func (r *q) ECardWithHolder(ctx context.Context, ecardID string) (storage.Holder, storage.ECard, storage.Card, error) {
+	var h storage.Holder
+	var e storage.ECard
+	var c storage.Card
+	var enc []byte
+	var created int64
+	ed, efinish := ecardTargets(&e)
+	cd, cfinish := cardTargets(&c)
+	dest := append(append(ed, cd...), &h.ID, &h.Name, &enc, &h.SSNMasked, &created)
+	if err := r.queryRow(ctx, ecardWithHolderQuery, ecardID).Scan(dest...); err != nil {
+		return storage.Holder{}, storage.ECard{}, storage.Card{}, r.s.mapErr(err)
+	}
+	ssn, err := r.s.decryptSSN(h.ID, enc)
+	if err != nil {
+		return storage.Holder{}, storage.ECard{}, storage.Card{}, err
+	}
+	h.SSN, h.CreatedAt = ssn, fromMicros(created)
+	efinish()
+	cfinish()
+	return h, e, c, nil
+}
+
+// ecardWithHolderQuery is ecardWithCardQuery joined with the e-card's holder.
+var ecardWithHolderQuery = `SELECT ` + qualify("e", ecardCols) + `, ` + qualify("c", cardCols) + `, ` + qualify("h", holderCols) +
+	` FROM ecards e JOIN cards c ON c.id = e.card_id JOIN holders h ON h.id = e.holder_id WHERE e.id = ?`
+
 // CreateECard implements storage.RegistryTx.
 func (r *q) CreateECard(ctx context.Context, e storage.ECard) (storage.ECard, error) {
 	if e.CardID == "" || e.HolderID == "" {
