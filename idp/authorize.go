@@ -17,6 +17,8 @@ import (
 
 	"github.com/emmansun/gmsm/sm3"
 	"github.com/ory/fosite"
+
+	"github.com/essc-project/essc/storage"
 )
 
 // singleParams may appear at most once in an authorize or PAR request
@@ -260,7 +262,12 @@ func (p *Provider) Complete(w http.ResponseWriter, r *http.Request, pending []by
 		pr.authorizeError(w, r, ar, err)
 		return
 	}
-	resp, err := pr.oauth.NewAuthorizeResponse(ctx, ar, sess)
+	// The code, PKCE and OIDC records go to the store in one round trip.
+	bctx, flush := storage.Batch(ctx, p.cfg.Sessions)
+	resp, err := pr.oauth.NewAuthorizeResponse(bctx, ar, sess)
+	if err == nil {
+		err = flush(ctx)
+	}
 	if err != nil {
 		pr.authorizeError(w, r, ar, err)
 		return

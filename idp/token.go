@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"github.com/ory/fosite"
+
+	"github.com/essc-project/essc/storage"
 )
 
 // grantTypes are the only grants served (no password, no implicit, no
@@ -15,7 +17,15 @@ var grantTypes = []string{"authorization_code", "refresh_token", "client_credent
 
 // token is the token endpoint (RFC 6749 §3.2).
 func (pr *profile) token(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	// The new tokens and the deletes of the redeemed code's PKCE and OIDC
+	// records go to the store in one round trip, before the answer (or after
+	// a refusal, by the deferred flush).
+	ctx, flush := storage.Batch(r.Context(), pr.p.cfg.Sessions)
+	defer func() {
+		if err := flush(r.Context()); err != nil {
+			pr.p.log.WarnContext(ctx, "token: flushing store writes after a refusal", "profile", pr.name, "err", err)
+		}
+	}()
 	sess := newSession(pr.name)
 	if err := r.ParseForm(); err != nil {
 		pr.accessError(ctx, w, nil, fosite.ErrInvalidRequest.WithWrap(err))
@@ -64,6 +74,9 @@ func (pr *profile) token(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	resp, err := pr.oauth.NewAccessResponse(ctx, ar)
+	if err == nil {
+		err = flush(r.Context())
+	}
 	if err != nil {
 		pr.accessError(ctx, w, ar, err)
 		return

@@ -239,3 +239,22 @@ func CheckQRMutation(before, after QRTransaction) error {
 	}
 	return nil
 }
+
+// Batcher is implemented by session stores that can hold back the creates
+// (codes, PKCE and OIDC records, tokens) and the PKCE and OIDC deletes made
+// with one request's context and send them in one round trip. Batch returns
+// that context and the flush, which the handler calls once, before it
+// answers: until then the held-back writes are invisible. Revocations,
+// invalidations, rotations and replay records are never held back.
+type Batcher interface {
+	Batch(ctx context.Context) (context.Context, func(context.Context) error)
+}
+
+// Batch is b.Batch when the store s is a Batcher, otherwise ctx and a flush
+// that does nothing (every write already happened).
+func Batch(ctx context.Context, s any) (context.Context, func(context.Context) error) {
+	if b, ok := s.(Batcher); ok {
+		return b.Batch(ctx)
+	}
+	return ctx, func(context.Context) error { return nil }
+}

@@ -67,7 +67,7 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 	if index {
 		subjects = s.subjects(r)
 	}
-	_, err = s.pipe(ctx, "put "+kind, func(p redis.Pipeliner) {
+	return s.later(ctx, "put "+kind, func(p redis.Pipeliner) {
 		if index {
 			// Index first: a crash between the two leaves an index entry
 			// pointing at nothing, never a token that revocation cannot find.
@@ -78,7 +78,6 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 		}
 		p.Set(ctx, k, encodeItem(exp, access, data), time.Duration(ttl)*time.Millisecond)
 	})
-	return err
 }
 
 // item is a stored fosite item.
@@ -199,7 +198,8 @@ func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, _ fosite.
 
 // DeletePKCERequestSession implements pkce.PKCERequestStorage.
 func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
-	return s.del(ctx, kindPKCE, sig)
+	k := s.key(kindPKCE, sig)
+	return s.later(ctx, "del "+kindPKCE, func(p redis.Pipeliner) { p.Del(ctx, k) })
 }
 
 // CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
@@ -214,7 +214,8 @@ func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, _ fosi
 
 // DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
 func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
-	return s.del(ctx, kindOIDC, code)
+	k := s.key(kindOIDC, code)
+	return s.later(ctx, "del "+kindOIDC, func(p redis.Pipeliner) { p.Del(ctx, k) })
 }
 
 // CreatePARSession implements fosite.PARStorage.

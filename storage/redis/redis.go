@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -234,6 +235,48 @@ func (s *Store) pipe(ctx context.Context, op string, fill func(p redis.Pipeliner
 		}
 		return cmds, nil
 	}
+}
+
+// batch holds back the writes of one request (storage.Batcher).
+type batch struct {
+	mu  sync.Mutex
+	ops []func(redis.Pipeliner)
+}
+
+type batchKey struct{ s *Store }
+
+// Batch implements storage.Batcher: creates and PKCE/OIDC deletes made with
+// the returned context wait for flush, which sends them in one pipeline.
+func (s *Store) Batch(ctx context.Context) (context.Context, func(context.Context) error) {
+	b := &batch{}
+	return context.WithValue(ctx, batchKey{s}, b), func(ctx context.Context) error {
+		b.mu.Lock()
+		ops := b.ops
+		b.ops = nil
+		b.mu.Unlock()
+		if len(ops) == 0 {
+			return nil
+		}
+		_, err := s.pipe(ctx, "flush batch", func(p redis.Pipeliner) {
+			for _, op := range ops {
+				op(p)
+			}
+		})
+		return err
+	}
+}
+
+// later runs fill in its own pipeline now, or holds it back when ctx
+// carries a batch of this store.
+func (s *Store) later(ctx context.Context, op string, fill func(p redis.Pipeliner)) error {
+	if b, ok := ctx.Value(batchKey{s}).(*batch); ok {
+		b.mu.Lock()
+		b.ops = append(b.ops, fill)
+		b.mu.Unlock()
+		return nil
+	}
+	_, err := s.pipe(ctx, op, fill)
+	return err
 }
 
 func hasNoScript(cmds []redis.Cmder) bool {

@@ -165,6 +165,7 @@ func Run(t *testing.T, f Factory) {
 		{"concurrency/jti", testConcurrentJTI},
 		{"concurrency/once-seen-rotate", testConcurrentMisc},
 		{"fosite/code-pkce-refresh-reuse", testFositeFlow},
+		{"batch", testBatch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newEnv(t, f)) })
@@ -831,4 +832,39 @@ func testConcurrentMisc(t *testing.T, e *env) {
 	if allowed.Load() != 5 {
 		t.Fatalf("rate limit let %d of 16 through, want 5", allowed.Load())
 	}
+}
+
+// testBatch: with storage.Batch, creates and PKCE/OIDC deletes wait for the
+// flush (a backend that does not batch writes at once, and the test checks
+// only the visible end state), while invalidation is never held back.
+func testBatch(t *testing.T, e *env) {
+	r := e.request("req-b", "portal", "alice")
+	noErr(t, "pkce", e.s.CreatePKCERequestSession(e.ctx, "sig-b0", r))
+	ctx, flush := storage.Batch(e.ctx, e.s)
+	noErr(t, "create code", e.s.CreateAuthorizeCodeSession(ctx, "code-b", r))
+	noErr(t, "create access", e.s.CreateAccessTokenSession(ctx, "at-b", r))
+	noErr(t, "delete pkce", e.s.DeletePKCERequestSession(ctx, "sig-b0"))
+	if _, batches := e.s.(storage.Batcher); batches {
+		_, err := e.s.GetAuthorizeCodeSession(e.ctx, "code-b", nil)
+		wantErr(t, "code before the flush", err, storage.ErrNotFound)
+		_, err = e.s.GetPKCERequestSession(e.ctx, "sig-b0", nil)
+		noErr(t, "pkce before the flush (its delete is held back)", err)
+	}
+	noErr(t, "flush", flush(e.ctx))
+	noErr(t, "flush again (nothing left)", flush(e.ctx))
+	_, err := e.s.GetAuthorizeCodeSession(e.ctx, "code-b", nil)
+	noErr(t, "code after the flush", err)
+	_, err = e.s.GetAccessTokenSession(e.ctx, "at-b", nil)
+	noErr(t, "access token after the flush", err)
+	_, err = e.s.GetPKCERequestSession(e.ctx, "sig-b0", nil)
+	wantErr(t, "pkce after the flush", err, storage.ErrNotFound)
+	n, err := e.s.RevokeSubject(e.ctx, "holder:alice")
+	if err != nil || n != 1 {
+		t.Fatalf("the batched token is indexed: RevokeSubject = %d, %v", n, err)
+	}
+	ctx, flush = storage.Batch(e.ctx, e.s)
+	noErr(t, "invalidate in a batch", e.s.InvalidateAuthorizeCodeSession(ctx, "code-b"))
+	_, err = e.s.GetAuthorizeCodeSession(e.ctx, "code-b", nil)
+	wantErr(t, "invalidation is immediate", err, fosite.ErrInvalidatedAuthorizeCode)
+	noErr(t, "empty flush", flush(e.ctx))
 }
