@@ -64,17 +64,12 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 // Start begins a transaction for req and renders the login page: the OIDC
 // side's login step.
 func (h *Handler) Start(w http.ResponseWriter, r *http.Request, req Request) {
-	txn, binding, err := h.s.Begin(r.Context(), req, h.s.cfg.ClientIP(r), r.UserAgent())
+	v, binding, err := h.s.begin(r.Context(), req, h.s.cfg.ClientIP(r), r.UserAgent())
 	if err != nil {
 		h.failAs(w, r, err, true) // a navigation: always a page
 		return
 	}
-	h.setBinding(w, txn, binding)
-	v, err := h.s.BrowserView(r.Context(), txn, binding)
-	if err != nil {
-		h.failAs(w, r, err, true)
-		return
-	}
+	h.setBinding(w, v.Txn, binding)
 	h.render(w, r, v)
 }
 

@@ -275,30 +275,37 @@ func New(cfg Config) (*Service, error) {
 // browser-binding secret (the caller sets it as a cookie; only its SHA-256
 // is stored).
 func (s *Service) Begin(ctx context.Context, req Request, browserIP, userAgent string) (txn, binding string, err error) {
+	v, binding, err := s.begin(ctx, req, browserIP, userAgent)
+	return v.Txn, binding, err
+}
+
+// begin is Begin returning the browser's view of the new transaction (what
+// BrowserView would read back, without reading it back).
+func (s *Service) begin(ctx context.Context, req Request, browserIP, userAgent string) (View, string, error) {
 	d, err := s.cfg.Store.Allow(ctx, "qr:begin:"+browserIP, s.cfg.Limits.TxnPerIP, time.Minute)
 	if err != nil {
-		return "", "", err
+		return View{}, "", err
 	}
 	if !d.Allowed {
-		return "", "", ErrRateLimited
+		return View{}, "", ErrRateLimited
 	}
-	txn, binding = randomID(16), randomID(32)
-	number := 10 + randInt(90)
+	txn, binding := randomID(16), randomID(32)
 	now := s.now()
-	data, err := json.Marshal(txnData{Req: req, BrowserIP: browserIP, BrowserUA: deviceSummary(userAgent), Number: number, Deadline: now.Add(s.cfg.TTL)})
+	td := txnData{Req: req, BrowserIP: browserIP, BrowserUA: deviceSummary(userAgent), Number: 10 + randInt(90), Deadline: now.Add(s.cfg.TTL)}
+	data, err := json.Marshal(td)
 	if err != nil {
-		return "", "", err
+		return View{}, "", err
 	}
 	bh := sha256.Sum256([]byte(binding))
-	_, err = s.cfg.Store.CreateQR(ctx, storage.QRTransaction{
+	t, err := s.cfg.Store.CreateQR(ctx, storage.QRTransaction{
 		ID: txn, State: StatePending, ClientID: req.ClientID, BindingHash: bh[:],
 		ExpiresAt: now.Add(s.cfg.TTL + retryGrace), Data: data,
 	})
 	if err != nil {
-		return "", "", err
+		return View{}, "", err
 	}
 	s.observe(ctx, txn, req.ClientID, "", StatePending, map[string]string{"ip": browserIP})
-	return txn, binding, nil
+	return s.view(t, td), binding, nil
 }
 
 // View is the browser's view of a transaction: never any PII.
@@ -343,6 +350,11 @@ func (s *Service) BrowserView(ctx context.Context, txn, binding string) (View, e
 	if !bindingMatches(t.BindingHash, binding) {
 		return View{}, ErrNotFound
 	}
+	return s.view(t, d), nil
+}
+
+// view is the browser's view of transaction t with data d.
+func (s *Service) view(t storage.QRTransaction, d txnData) View {
 	v := View{Txn: t.ID, State: t.State, Elderly: d.Elderly, Code: d.Code, Reason: d.Reason, ExpiresAt: d.Deadline, CreatedAt: t.CreatedAt, Request: d.Req}
 	if !d.live(s.now()) && (t.State == StatePending || t.State == StateScanned || t.State == StateApproved) {
 		v.State = StateExpired
@@ -350,7 +362,7 @@ func (s *Service) BrowserView(ctx context.Context, txn, binding string) (View, e
 	if t.State == StateScanned {
 		v.Number = d.Number
 	}
-	return v, nil
+	return v
 }
 
 // CurrentFrame returns the frame the browser shows now.
