@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/essc-project/essc/storage"
 )
@@ -109,7 +110,7 @@ func (r *q) AppendAudit(ctx context.Context, e storage.AuditEntry) (storage.Audi
 	}
 	e.At = fromMicros(micros(e.At))
 	if !r.inTransaction() {
-		return r.s.audit.append(ctx, e) // group commit with concurrent appends
+		return r.s.audit.submit(ctx, e) // group commit with concurrent appends
 	}
 	if err := r.queryRow(ctx, `UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, chain`).Scan(&e.Seq, &e.Prev); err != nil {
 		return storage.AuditEntry{}, fmt.Errorf("sql: append audit: %w", r.s.mapErr(err))
@@ -124,12 +125,11 @@ func (r *q) AppendAudit(ctx context.Context, e storage.AuditEntry) (storage.Audi
 	return e, nil
 }
 
-// insertAudit inserts entries with multi-row INSERTs of at most
-// auditRowsPerInsert rows (a group commit's batch in a few statements; the
-// row counts, and so the statement texts, stay few).
+// insertAudit inserts entries with multi-row INSERTs of at most rowsPerInsert
+// rows (a group commit in a few statements).
 func (r *q) insertAudit(ctx context.Context, entries ...storage.AuditEntry) error {
 	for len(entries) > 0 {
-		n := min(len(entries), auditRowsPerInsert)
+		n := min(len(entries), rowsPerInsert)
 		args := make([]any, 0, 9*n)
 		for _, e := range entries[:n] {
 			args = append(args, e.Seq, micros(e.At), e.Actor, e.Act, e.Action, e.Target, []byte(e.Details), e.Prev, e.Chain)
@@ -142,17 +142,23 @@ func (r *q) insertAudit(ctx context.Context, entries ...storage.AuditEntry) erro
 	return nil
 }
 
-const auditRowsPerInsert = 16
+var auditInsert = multiRowInsert(`INSERT INTO audit_log (seq, at, actor, act, action, target, details, prev, chain) VALUES `, 9)
 
-// auditInsert[i] inserts i+1 audit rows.
-var auditInsert = func() (qs [auditRowsPerInsert]string) {
-	q := `INSERT INTO audit_log (seq, at, actor, act, action, target, details, prev, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// rowsPerInsert bounds the rows of one multi-row INSERT, so the statement
+// texts (and prepared statements) stay few.
+const rowsPerInsert = 16
+
+// multiRowInsert returns the statements inserting 1 … rowsPerInsert rows of
+// cols columns: [i] inserts i+1 rows.
+func multiRowInsert(prefix string, cols int) (qs [rowsPerInsert]string) {
+	row := "(?" + strings.Repeat(", ?", cols-1) + ")"
+	q := prefix + row
 	for i := range qs {
 		qs[i] = q
-		q += `, (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		q += ", " + row
 	}
 	return qs
-}()
+}
 
 const auditCols = `seq, at, actor, act, action, target, details, prev, chain`
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	dbsql "database/sql"
 
@@ -12,15 +13,51 @@ import (
 
 var _ storage.SignIns = (*Store)(nil)
 
-// AddSignIn implements storage.SignIns: one INSERT (on the login path;
-// expired rows are removed by PurgeExpiredSignIns, not here).
+// AddSignIn implements storage.SignIns: the record is committed before
+// AddSignIn returns, in a group with concurrent logins' (newSignInBatcher);
+// expired rows are removed by PurgeExpiredSignIns, not here.
 func (s *Store) AddSignIn(ctx context.Context, si storage.SignIn) error {
 	if si.SID == "" || si.HolderID == "" || si.ExpiresAt.IsZero() {
 		return fmt.Errorf("sql: sign-in without sid, holder or expiry: %w", storage.ErrInvalidRecord)
 	}
-	_, err := s.q.exec(ctx, `INSERT INTO sign_ins (sid, holder_id, client_id, profile, subject, request_id, acr, browser, at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, si.SID, si.HolderID, si.ClientID, si.Profile, si.Subject, si.RequestID,
-		si.ACR, si.Browser, micros(si.At), micros(si.ExpiresAt))
+	_, err := s.signIns.submit(ctx, si)
+	return err
+}
+
+// newSignInBatcher group-commits sign-in records (one per login): a group's
+// rows go in multi-row INSERTs, each atomic on its own; when one fails, its
+// rows are inserted one by one, so a bad row fails only its own caller.
+func newSignInBatcher(s *Store) *committer[storage.SignIn] {
+	return newCommitter("add sign-in", func(group []*groupReq[storage.SignIn]) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for len(group) > 0 {
+			chunk := group[:min(len(group), rowsPerInsert)]
+			group = group[len(chunk):]
+			err := s.q.insertSignIns(ctx, chunk)
+			if err != nil && len(chunk) > 1 {
+				for _, r := range chunk {
+					r.err = s.q.insertSignIns(ctx, []*groupReq[storage.SignIn]{r})
+				}
+				continue
+			}
+			for _, r := range chunk {
+				r.err = err
+			}
+		}
+	})
+}
+
+var signInInsert = multiRowInsert(`INSERT INTO sign_ins (sid, holder_id, client_id, profile, subject, request_id, acr, browser, at, expires_at) VALUES `, 10)
+
+// insertSignIns inserts up to rowsPerInsert sign-ins in one statement.
+func (r *q) insertSignIns(ctx context.Context, rows []*groupReq[storage.SignIn]) error {
+	args := make([]any, 0, 10*len(rows))
+	for _, row := range rows {
+		si := row.v
+		args = append(args, si.SID, si.HolderID, si.ClientID, si.Profile, si.Subject, si.RequestID, si.ACR, si.Browser, micros(si.At), micros(si.ExpiresAt))
+	}
+	_, err := r.exec(ctx, signInInsert[len(rows)-1], args...)
 	return err
 }
 

@@ -54,7 +54,8 @@ type Store struct {
 	log     *slog.Logger
 	stmts   *stmtCache // SQLite only; nil on PostgreSQL
 	file    string     // the SQLite database file, named in disk-full errors
-	audit   *auditBatcher
+	audit   *committer[storage.AuditEntry]
+	signIns *committer[storage.SignIn]
 }
 
 var _ storage.Registry = (*Store)(nil)
@@ -88,6 +89,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.q = q{s: s, db: s.querier(nil)}
 	s.audit = newAuditBatcher(s)
+	s.signIns = newSignInBatcher(s)
 	return s, nil
 }
 
@@ -182,6 +184,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the pool.
 func (s *Store) Close() error {
 	s.audit.close()
+	s.signIns.close()
 	if s.stmts != nil {
 		s.stmts.close()
 	}

@@ -3,6 +3,7 @@ package sql_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -180,5 +181,44 @@ func TestSignIns(t *testing.T) {
 	}
 	if _, err := s.SignIn(ctx, "s1"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("dropped sign-in read: %v", err)
+	}
+}
+
+// TestSignInGroupCommit: 20 sign-ins committed as one group (a 16-row and a
+// 4-row INSERT) are all stored; a group holding a duplicate sid fails only
+// that caller, the others are stored.
+func TestSignInGroupCommit(t *testing.T) {
+	engines := map[string]func(t *testing.T) storage.Registry{"sqlite": newSQLiteDB(t)}
+	if url := os.Getenv("ESSC_TEST_DATABASE_URL"); url != "" {
+		engines["postgres"] = openWith(newPGSchema(t, url), testSecrets(t))
+	}
+	for name, open := range engines {
+		t.Run(name, func(t *testing.T) {
+			s := open(t).(*essql.Store)
+			ctx := context.Background()
+			now := time.Now().UTC().Truncate(time.Microsecond)
+			row := func(i int) storage.SignIn {
+				return storage.SignIn{SID: fmt.Sprintf("sid-%02d", i), HolderID: "h1", ClientID: "c", Profile: "gm", Subject: "sub",
+					RequestID: "r", ACR: "urn:essc:acr:pin", At: now.Add(time.Duration(i) * time.Second), ExpiresAt: now.Add(time.Hour)}
+			}
+			var rows []storage.SignIn
+			for i := range 20 {
+				rows = append(rows, row(i))
+			}
+			for i, err := range essql.FlushSignIns(s, rows) {
+				if err != nil {
+					t.Fatalf("row %d: %v", i, err)
+				}
+			}
+			mixed := []storage.SignIn{row(20), row(3), row(21)} // row 3 is stored already
+			errs := essql.FlushSignIns(s, mixed)
+			if errs[0] != nil || !errors.Is(errs[1], storage.ErrDuplicate) || errs[2] != nil {
+				t.Fatalf("a group with one duplicate: %v (want nil, ErrDuplicate, nil)", errs)
+			}
+			got, err := s.SignInsOf(ctx, "h1")
+			if err != nil || len(got) != 22 {
+				t.Fatalf("SignInsOf: %d rows, %v (want 22)", len(got), err)
+			}
+		})
 	}
 }
