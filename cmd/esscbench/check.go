@@ -38,6 +38,11 @@ type CheckLine struct {
 // as skipped, not failed: the run may lack Redis/PostgreSQL. It returns every line and ErrRegression (wrapped)
 // if any failed.
 func Check(base Baseline, current []Report, tolerance float64) ([]CheckLine, error) {
+	for _, r := range append(slices.Clone(base.Reports), current...) {
+		if r.Rate > 0 {
+			return nil, fmt.Errorf("esscbench: report %q was run at a fixed rate (--rate): its throughput is the rate, not a capacity to compare", r.Label)
+		}
+	}
 	var lines []CheckLine
 	current = MergeBest(current)
 	find := func(label, name string) (ScenarioResult, bool) {

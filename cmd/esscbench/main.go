@@ -34,7 +34,8 @@ type Config struct {
 	Ops           map[string]int // per-scenario operation counts overriding Requests
 	Duration      time.Duration  // measured time per scenario
 	Workers       int
-	Warmup        int // untimed operations before each scenario
+	Rate          float64 // operations started per second (open loop); 0: each worker starts its next at once
+	Warmup        int     // untimed operations before each scenario
 	Phones        int // 0: sized from the load
 	Batch         int
 	Beneficiaries int
@@ -52,6 +53,7 @@ const (
 	maxWorkers  = 1024
 	maxRequests = 10_000_000
 	maxDuration = 10 * time.Minute
+	maxRate     = 100_000
 )
 
 // opsFor is the operation count of scenario name (0 in duration mode).
@@ -103,6 +105,7 @@ func parseRun(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&ops, "ops", "", "per-scenario operation counts overriding --requests, e.g. entitlement-batch=200,qr-login=1000")
 	fs.DurationVar(&c.Duration, "duration", 0, "measured time per scenario (exclusive with --requests)")
 	fs.IntVar(&c.Workers, "workers", 64, "concurrent workers (connections)")
+	fs.Float64Var(&c.Rate, "rate", 0, "start operations at this fixed rate per second (open loop: latency counts from the scheduled start, so queueing behind a slow server is measured); 0: as fast as the workers go")
 	fs.IntVar(&c.Warmup, "warmup", -1, "untimed operations before each scenario (default: one per worker)")
 	fs.IntVar(&c.Phones, "phones", 0, "simulated phones (0: sized from the load; each may scan 20 times a minute)")
 	fs.IntVar(&c.Batch, "batch", 1000, "SSNs per entitlement batch-status call")
@@ -172,6 +175,9 @@ func parseRun(args []string, stderr io.Writer) (Config, error) {
 	}
 	if c.Workers < 1 || c.Workers > maxWorkers {
 		bad("--workers: must be 1..%d", maxWorkers)
+	}
+	if c.Rate < 0 || c.Rate > maxRate {
+		bad("--rate: must be 0..%d", maxRate)
 	}
 	if c.Warmup < 0 {
 		c.Warmup = c.Workers
@@ -342,7 +348,7 @@ func readReports(paths []string) ([]Report, error) {
 // Run executes cfg: spawn or connect, measure the reference, run every
 // scenario, print the table and write the JSON and SVG files.
 func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) (*Report, error) {
-	rep := &Report{Tool: "esscbench", Label: cfg.Label, Date: time.Now().UTC().Format(time.RFC3339), Workers: cfg.Workers,
+	rep := &Report{Tool: "esscbench", Label: cfg.Label, Date: time.Now().UTC().Format(time.RFC3339), Workers: cfg.Workers, Rate: cfg.Rate,
 		Requests: cfg.Requests, IdleRSS: -1, Machine: machine()}
 	if cfg.Duration > 0 {
 		rep.Duration = cfg.Duration.String()

@@ -88,6 +88,9 @@ func TestParseRun(t *testing.T) {
 		{name: "fail/ops-bad-count", args: "--spawn --requests 5 --ops qr-login=0", errs: []string{"--ops"}},
 		{name: "fail/ops-with-duration", args: "--spawn --duration 1s --ops qr-login=3", errs: []string{"--ops needs --requests"}},
 		{name: "fail/positional", args: "--spawn --requests 5 extra", errs: []string{"unexpected arguments"}},
+		{name: "ok/rate", args: "--spawn --duration 5s --rate 3000"},
+		{name: "fail/rate-negative", args: "--spawn --requests 5 --rate -1", errs: []string{"--rate"}},
+		{name: "fail/rate-flood", args: "--spawn --requests 5 --rate 1e9", errs: []string{"--rate"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := parseRun(strings.Fields(tc.args), io.Discard)
@@ -523,4 +526,39 @@ func scenarioIndex(rs []ScenarioResult, name string) int {
 		}
 	}
 	return -1
+}
+
+// TestSchedule: the open-loop schedule hands out exactly count start times,
+// spaced by 1/rate from the first, and closes; in duration mode it stops at
+// the deadline.
+func TestSchedule(t *testing.T) {
+	ctx := context.Background()
+	var got []time.Time
+	for t0 := range schedule(ctx, 1000, 50, time.Time{}) {
+		got = append(got, t0)
+	}
+	if len(got) != 50 {
+		t.Fatalf("%d starts, want 50", len(got))
+	}
+	for i := 1; i < len(got); i++ {
+		if d := got[i].Sub(got[i-1]); d != time.Millisecond {
+			t.Fatalf("start %d is %v after the previous, want 1ms", i, d)
+		}
+	}
+	n := 0
+	begin := time.Now()
+	for range schedule(ctx, 200, 0, begin.Add(100*time.Millisecond)) {
+		n++
+	}
+	if n < 19 || n > 21 || time.Since(begin) > time.Second {
+		t.Fatalf("duration mode: %d starts in 100 ms at 200/s (want 20), took %v", n, time.Since(begin))
+	}
+}
+
+func TestCheckRefusesFixedRateReports(t *testing.T) {
+	r := sampleReport("embedded", 4000, 0.5)
+	r.Rate = 3000
+	if _, err := Check(Baseline{Reports: []Report{sampleReport("embedded", 4000, 0.5)}}, []Report{r}, 0.15); err == nil || !strings.Contains(err.Error(), "--rate") {
+		t.Fatalf("Check of a fixed-rate report: %v", err)
+	}
 }

@@ -29,6 +29,7 @@ type Report struct {
 	Machine   Machine   `json:"machine"`
 	Reference Reference `json:"reference"`
 	Workers   int       `json:"workers"`
+	Rate      float64   `json:"rate,omitempty"` // fixed start rate per second (open loop); 0: closed loop
 	Requests  int       `json:"requests,omitempty"`
 	Duration  string    `json:"duration,omitempty"`
 	IdleRSS   float64   `json:"server_idle_rss_mib"` // after start-up, before any setup; -1 unknown
@@ -88,9 +89,13 @@ func fmtErrors(m map[string]int) string {
 // WriteTable prints the human-readable table: one row per scenario, then
 // one indented row per step.
 func (r *Report) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "esscbench %s — %s, %d CPU, %s, load %.2f; reference SM2 sign %.1f µs (CPU %.1f), verify %.1f µs (CPU %.1f); %d workers; idle RSS %s MiB\n",
+	rate := ""
+	if r.Rate > 0 {
+		rate = fmt.Sprintf(", started at %g/s (latency from the scheduled start)", r.Rate)
+	}
+	fmt.Fprintf(w, "esscbench %s — %s, %d CPU, %s, load %.2f; reference SM2 sign %.1f µs (CPU %.1f), verify %.1f µs (CPU %.1f); %d workers%s; idle RSS %s MiB\n",
 		r.Label, r.Date, r.Machine.CPUs, r.Machine.Go, r.Machine.LoadAvg, r.Reference.SM2SignNS/1e3, r.Reference.SM2SignCPUNS/1e3,
-		r.Reference.SM2VerifyNS/1e3, r.Reference.SM2VerifyCPUNS/1e3, r.Workers, fmtOpt(r.IdleRSS, 1))
+		r.Reference.SM2VerifyNS/1e3, r.Reference.SM2VerifyCPUNS/1e3, r.Workers, rate, fmtOpt(r.IdleRSS, 1))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario / step\tops\tops/s\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tcpu ms/op\tcpu/sign\tredis/op\tRSS MiB\terrors\t")
 	for _, s := range r.Scenarios {

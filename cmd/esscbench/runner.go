@@ -95,20 +95,30 @@ func runScenario(ctx context.Context, e *env, obs *observer, name string, items 
 		wg.Go(func() { profile(pctx) })
 	}
 	start := time.Now()
+	var starts <-chan time.Time // open loop: scheduled start times
+	if cfg.Rate > 0 {
+		starts = schedule(ctx, cfg.Rate, count, deadline)
+	}
 	var work sync.WaitGroup
 	for w := range cfg.Workers {
 		rec := newRecorder()
 		recs[w] = rec
 		work.Go(func() {
 			for ctx.Err() == nil {
-				if count > 0 {
-					if remaining.Add(-1) < 0 {
+				var t0 time.Time
+				switch {
+				case starts != nil:
+					var ok bool
+					if t0, ok = <-starts; !ok {
 						return
 					}
-				} else if !time.Now().Before(deadline) {
+				case count > 0 && remaining.Add(-1) < 0:
 					return
+				case count == 0 && !time.Now().Before(deadline):
+					return
+				default:
+					t0 = time.Now()
 				}
-				t0 := time.Now()
 				if err := op(ctx, w, rec); err != nil {
 					rec.errors[errKind(err)]++
 					continue
@@ -153,6 +163,39 @@ func runScenario(ctx context.Context, e *env, obs *observer, name string, items 
 		res.RedisCmdsPerOp = round(float64(after.cmds-before.cmds-1)/float64(all.ops), 2) // -1: our own INFO
 	}
 	return res
+}
+
+// schedule sends the start time of each operation at rate per second, from
+// now until count operations (count > 0) or the deadline, then closes. The
+// channel holds two seconds of starts, so a slow server makes operations
+// queue (their latency counts from the scheduled start, as a client with a
+// fixed arrival rate sees it) instead of slowing the schedule down.
+func schedule(ctx context.Context, rate float64, count int, deadline time.Time) <-chan time.Time {
+	c := make(chan time.Time, max(1024, int(2*rate)))
+	interval := time.Duration(float64(time.Second) / rate)
+	go func() {
+		defer close(c)
+		next := time.Now()
+		for i := 0; count == 0 || i < count; i++ {
+			if count == 0 && !next.Before(deadline) {
+				return
+			}
+			if d := time.Until(next); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case c <- next:
+			case <-ctx.Done():
+				return
+			}
+			next = next.Add(interval)
+		}
+	}()
+	return c
 }
 
 // applyReference fills the ratios from the run's reference measurement.
