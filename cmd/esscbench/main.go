@@ -36,7 +36,7 @@ type Config struct {
 	Workers       int
 	Rate          float64 // operations started per second (open loop); 0: each worker starts its next at once
 	Warmup        int     // untimed operations before each scenario
-	Phones        int // 0: sized from the load
+	Phones        int     // 0: sized from the load
 	Batch         int
 	Beneficiaries int
 	RedisAddr     string // INFO commandstats source
