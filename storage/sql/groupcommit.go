@@ -3,6 +3,7 @@ package sql
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -12,11 +13,12 @@ import (
 // maxGroup bounds how many queued writes one commit carries.
 const maxGroup = 256
 
-// groupLinger is how long a committer waits after the first write of a
-// group for others to join it. Without it a group held only what arrived
-// during the previous commit (mostly one write at a thousand logins a
-// second on SQLite); with it each commit carries several, for at most this
-// much added latency per write.
+// groupLinger bounds how long a committer waits after the first write of a
+// group for others to join it. Without waiting a group held only what
+// arrived during the previous commit (mostly one write at a thousand logins
+// a second on SQLite). The wait is adaptive (linger): it lasts only while
+// yielding the processor lets other goroutines queue more, so an idle
+// server commits at once and a busy one fills its groups.
 const groupLinger = time.Millisecond
 
 // committer group-commits writes made outside a transaction: every caller
@@ -84,12 +86,35 @@ func (c *committer[T]) run() {
 			c.flush() // callers queued before close still get their answer
 			return
 		}
-		select {
-		case <-time.After(groupLinger):
-		case <-c.stop:
-		}
+		c.linger()
 		c.flush()
 	}
+}
+
+// linger yields the processor while that lets more writes queue, for at
+// most groupLinger or until a group is full.
+func (c *committer[T]) linger() {
+	deadline := time.Now().Add(groupLinger)
+	n, idle := c.queued(), 0
+	for n < maxGroup && idle < lingerIdleYields && time.Now().Before(deadline) {
+		runtime.Gosched()
+		m := c.queued()
+		if m == n {
+			idle++
+		} else {
+			n, idle = m, 0
+		}
+	}
+}
+
+// lingerIdleYields is how many yields in a row may pass without a new write
+// before the group is committed.
+const lingerIdleYields = 3
+
+func (c *committer[T]) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.q)
 }
 
 // flush commits everything queued, in groups of at most maxGroup.
