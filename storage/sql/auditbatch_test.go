@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -85,11 +84,7 @@ func mustAtoi(t *testing.T, s string) int {
 // INSERTs: 16, 16, 8) on each engine gets consecutive seqs in queue order
 // and one intact chain.
 func TestAuditBatchChunks(t *testing.T) {
-	engines := map[string]func(t *testing.T) storage.Registry{"sqlite": newSQLiteDB(t)}
-	if url := os.Getenv("ESSC_TEST_DATABASE_URL"); url != "" {
-		engines["postgres"] = openWith(newPGSchema(t, url), testSecrets(t))
-	}
-	for name, open := range engines {
+	for name, open := range engines(t) {
 		t.Run(name, func(t *testing.T) {
 			r := open(t)
 			ctx := context.Background()

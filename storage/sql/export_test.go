@@ -3,39 +3,31 @@ package sql
 import "github.com/essc-project/essc/storage"
 
 // FlushAuditBatch queues entries as concurrent appends would and commits
-// them as one group (tests: a batch larger than one multi-row INSERT).
+// them as one group (tests: a group larger than one multi-row INSERT).
 func FlushAuditBatch(s *Store, entries []storage.AuditEntry) ([]storage.AuditEntry, []error) {
-	reqs := make([]*groupReq[storage.AuditEntry], len(entries))
-	s.audit.mu.Lock()
-	for i, e := range entries {
-		reqs[i] = &groupReq[storage.AuditEntry]{v: e, ok: make(chan struct{})}
-		s.audit.q = append(s.audit.q, reqs[i])
-	}
-	s.audit.mu.Unlock()
-	s.audit.flush()
-	out, errs := make([]storage.AuditEntry, len(reqs)), make([]error, len(reqs))
-	for i, r := range reqs {
-		<-r.ok
-		out[i], errs[i] = r.v, r.err
-	}
-	return out, errs
+	return flushGroup(s.audit, entries)
 }
 
 // FlushSignIns queues sign-ins as concurrent logins would and commits them
 // as one group.
 func FlushSignIns(s *Store, rows []storage.SignIn) []error {
-	reqs := make([]*groupReq[storage.SignIn], len(rows))
-	s.signIns.mu.Lock()
-	for i, si := range rows {
-		reqs[i] = &groupReq[storage.SignIn]{v: si, ok: make(chan struct{})}
-		s.signIns.q = append(s.signIns.q, reqs[i])
+	_, errs := flushGroup(s.signIns, rows)
+	return errs
+}
+
+func flushGroup[T any](c *committer[T], vs []T) ([]T, []error) {
+	reqs := make([]*groupReq[T], len(vs))
+	c.mu.Lock()
+	for i, v := range vs {
+		reqs[i] = &groupReq[T]{v: v, ok: make(chan struct{})}
+		c.q = append(c.q, reqs[i])
 	}
-	s.signIns.mu.Unlock()
-	s.signIns.flush()
-	errs := make([]error, len(reqs))
+	c.mu.Unlock()
+	c.flush()
+	out, errs := make([]T, len(reqs)), make([]error, len(reqs))
 	for i, r := range reqs {
 		<-r.ok
-		errs[i] = r.err
+		out[i], errs[i] = r.v, r.err
 	}
-	return errs
+	return out, errs
 }

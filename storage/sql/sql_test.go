@@ -188,11 +188,7 @@ func TestSignIns(t *testing.T) {
 // 4-row INSERT) are all stored; a group holding a duplicate sid fails only
 // that caller, the others are stored.
 func TestSignInGroupCommit(t *testing.T) {
-	engines := map[string]func(t *testing.T) storage.Registry{"sqlite": newSQLiteDB(t)}
-	if url := os.Getenv("ESSC_TEST_DATABASE_URL"); url != "" {
-		engines["postgres"] = openWith(newPGSchema(t, url), testSecrets(t))
-	}
-	for name, open := range engines {
+	for name, open := range engines(t) {
 		t.Run(name, func(t *testing.T) {
 			s := open(t).(*essql.Store)
 			ctx := context.Background()
@@ -221,4 +217,14 @@ func TestSignInGroupCommit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// engines opens a fresh registry on SQLite and, when ESSC_TEST_DATABASE_URL
+// is set, on PostgreSQL (a fresh schema).
+func engines(t *testing.T) map[string]func(t *testing.T) storage.Registry {
+	e := map[string]func(t *testing.T) storage.Registry{"sqlite": newSQLiteDB(t)}
+	if url := os.Getenv("ESSC_TEST_DATABASE_URL"); url != "" {
+		e["postgres"] = openWith(newPGSchema(t, url), testSecrets(t))
+	}
+	return e
 }
