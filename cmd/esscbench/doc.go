@@ -7,6 +7,12 @@
 // and the server's RSS. Results are printed as a table and written as JSON
 // and as an SVG chart (throughput and p99 per scenario).
 //
+// By default each worker starts its next operation as soon as the last one
+// ends (closed loop: the figures are at saturation). With --rate R the
+// operations start at R per second instead (open loop); an operation that
+// finds every worker busy waits, and its latency counts from its scheduled
+// start, so queueing behind a slow server is measured rather than hidden.
+//
 // Every run also times a fixed reference in-process (raw SM2 sign and
 // verify with github.com/emmansun/gmsm), so results carry ratios to the
 // machine's cryptographic speed measured in the same run; `esscbench check`
