@@ -120,7 +120,7 @@ func (s *Service) Scan(ctx context.Context, dev Device, payload string) (ScanVie
 	}
 	cands := candidates(d.Number)
 	t, err = s.cfg.Store.TransitionQRFrom(ctx, t, StateScanned, func(q *storage.QRTransaction) error {
-		return updateData(q, func(cur *txnData) {
+		return updateDataFrom(q, t.Data, d, func(cur *txnData) {
 			cur.Scanner = &scanner{HolderID: dev.HolderID, ECardID: dev.ECardID, DeviceID: dev.DeviceID}
 			cur.Candidates, cur.Consent = cands, consent
 			d = *cur
@@ -191,7 +191,7 @@ func (s *Service) Confirm(ctx context.Context, dev Device, txn string, number in
 	// Consent is what the phone showed; the app confirms all of it or denies.
 	a.Consented = d.Consent
 	_, err = s.cfg.Store.TransitionQRFrom(ctx, t, StateApproved, func(q *storage.QRTransaction) error {
-		return updateData(q, func(cur *txnData) { cur.Approval = &a })
+		return updateDataFrom(q, t.Data, d, func(cur *txnData) { cur.Approval = &a })
 	})
 	if err != nil {
 		return mapConflict(err)

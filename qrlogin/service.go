@@ -1,6 +1,7 @@
 package qrlogin
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -500,9 +501,19 @@ func (s *Service) deny(ctx context.Context, txn, clientID, from, reason string) 
 // updateData applies f to the transaction's current data inside a
 // compare-and-set (never to a copy read before it).
 func updateData(q *storage.QRTransaction, f func(*txnData)) error {
-	var d txnData
-	if err := json.Unmarshal(q.Data, &d); err != nil {
-		return fmt.Errorf("qrlogin: stored transaction unreadable: %w", err)
+	return updateDataFrom(q, nil, txnData{}, f)
+}
+
+// updateDataFrom is updateData for a caller that has already decoded data
+// into d (load): when q still holds exactly those bytes (a transition from
+// the read just checked), f gets a copy of d instead of a second decode. f
+// must assign fields, not change what they point to.
+func updateDataFrom(q *storage.QRTransaction, data []byte, d txnData, f func(*txnData)) error {
+	if data == nil || !bytes.Equal(q.Data, data) {
+		d = txnData{}
+		if err := json.Unmarshal(q.Data, &d); err != nil {
+			return fmt.Errorf("qrlogin: stored transaction unreadable: %w", err)
+		}
 	}
 	f(&d)
 	b, err := json.Marshal(d)
