@@ -53,15 +53,13 @@ func (s *Service) ApplyECard(ctx context.Context, a Actor, r ApplyRequest) (Gran
 	if err := r.Device.check(); err != nil {
 		return Grant{}, err
 	}
-	v, err := s.verifyPIN(ctx, r.CardNumber, r.PIN, ActionApplyECard)
+	ssn, serr := ParseSSN(r.SSN, s.now())
+	name, nerr := CheckName(r.Name)
+	v, err := s.verifyPINOf(ctx, r.CardNumber, r.PIN, ActionApplyECard, func(h storage.Holder) bool {
+		return serr == nil && nerr == nil && ssn.Raw() == h.SSN && name == h.Name
+	})
 	if err != nil {
 		return Grant{}, err
-	}
-	ssn, err := ParseSSN(r.SSN, s.now())
-	name, nerr := CheckName(r.Name)
-	if err != nil || nerr != nil || ssn.Raw() != v.Holder.SSN || name != v.Holder.Name {
-		s.log.InfoContext(ctx, "card: e-card application identity mismatch", "card", MaskCardNumber(v.Card.Number))
-		return Grant{}, ErrAuthFailed
 	}
 	if v.MustChange {
 		return Grant{}, ErrMustChangePIN

@@ -53,18 +53,44 @@ func (s *Service) VerifyPIN(ctx context.Context, number, pin string) (Verified, 
 // audited as pin.verify_refused in the same way, so the latency tells an
 // unauthenticated caller nothing the uniform answer does not.
 func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action) (Verified, error) {
+	return s.verifyPINOf(ctx, number, pin, act, nil)
+}
+
+// verifyPINOf is verifyPIN that also judges the card's holder with match
+// (when not nil) before the PIN is compared: a holder match refuses fails
+// exactly as a wrong PIN does — charged, audited, counting towards the lock
+// — so a known PIN cannot be used to try identities without limit, and the
+// counter is reset only when PIN and holder are both right.
+func (s *Service) verifyPINOf(ctx context.Context, number, pin string, act Action, match func(storage.Holder) bool) (Verified, error) {
 	n, err := ParseCardNumber(number)
 	if err != nil {
 		PINVerifier(s.pinKey, "", "000000") // keep the timing of a real check
 		return Verified{}, s.pinFail(ctx, number, act, "malformed card number", nil)
 	}
 	c, err := s.reg.CardByNumber(ctx, n)
+	var h storage.Holder
+	if match != nil {
+		holderID := c.HolderID
+		if err != nil {
+			holderID = noCardID // keep the timing of a real read
+		}
+		var herr error
+		h, herr = s.reg.Holder(ctx, holderID)
+		if err == nil && herr != nil {
+			return Verified{}, s.pinFail(ctx, n, act, "holder", herr)
+		}
+		if err == nil && !match(h) {
+			s.log.InfoContext(ctx, "card: holder identity mismatch", "card", MaskCardNumber(n), "action", string(act))
+			pin = "" // compared and charged as a wrong PIN
+		}
+	}
 	if err := s.checkPIN(ctx, n, c, err, pin, act); err != nil {
 		return Verified{}, err
 	}
-	h, err := s.reg.Holder(ctx, c.HolderID)
-	if err != nil {
-		return Verified{}, s.pinFail(ctx, n, act, "holder", err)
+	if match == nil {
+		if h, err = s.reg.Holder(ctx, c.HolderID); err != nil {
+			return Verified{}, s.pinFail(ctx, n, act, "holder", err)
+		}
 	}
 	c.PIN.Failures, c.PIN.Locked = 0, false
 	return Verified{Card: c, Holder: h, MustChange: c.PIN.MustChange}, nil

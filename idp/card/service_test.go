@@ -789,3 +789,47 @@ func TestCheckPIN(t *testing.T) {
 		})
 	})
 }
+
+// TestApplyIdentityMismatchCounts: an e-card application with the right PIN
+// but the wrong SSN or name counts as a failed attempt, so a known PIN
+// cannot be used to try identities without limit: the fifth such attempt
+// locks the PIN, and then even a fully correct application fails.
+func TestApplyIdentityMismatchCounts(t *testing.T) {
+	backends(t, func(t *testing.T, mk func(*testing.T) *env) {
+		ctx := context.Background()
+		e := mk(t)
+		e.issue(t, aliceSSN, "张秀英", "A00000001")
+		if err := e.svc.ChangePIN(ctx, card.Actor{}, "A00000001", card.InitialPIN, "730591"); err != nil {
+			t.Fatal(err)
+		}
+		apply := func(ssn, name string) error {
+			_, err := e.svc.ApplyECard(ctx, card.Actor{}, card.ApplyRequest{CardNumber: "A00000001", SSN: ssn, Name: name, PIN: "730591", Device: device("d-apply")})
+			return err
+		}
+		pinState := func() storage.PINState {
+			c, err := e.reg.CardByNumber(ctx, "A00000001")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c.PIN
+		}
+		if err := apply(bobSSN, "张秀英"); err != card.ErrAuthFailed || pinState().Failures != 1 {
+			t.Fatalf("wrong SSN: %v, %+v (want ErrAuthFailed and one failure)", err, pinState())
+		}
+		for i := 0; i < 4; i++ {
+			if err := apply(aliceSSN, "王五"); err != card.ErrAuthFailed {
+				t.Fatalf("wrong name %d: %v", i, err)
+			}
+		}
+		if st := pinState(); !st.Locked || st.Failures != 5 {
+			t.Fatalf("after five identity mismatches: %+v, want locked", st)
+		}
+		if err := apply(aliceSSN, "张秀英"); err != card.ErrAuthFailed {
+			t.Fatalf("a correct application on the locked PIN: %v", err)
+		}
+		evs := eventTypes(t, e.reg, 0)
+		if !slices.Contains(evs, string(card.EventPINLocked)) {
+			t.Fatalf("no %s event among %v", card.EventPINLocked, evs)
+		}
+	})
+}

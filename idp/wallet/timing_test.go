@@ -93,6 +93,7 @@ type timingCard struct {
 	number, ssn, name, pin string
 	id                     string
 	dev                    *signing.Key
+	rightPIN               bool // apply with the card's own PIN (and, in the class using it, the wrong SSN)
 }
 
 // issue makes card i: issued, initial PIN changed, e-card applied for with dev.
@@ -185,10 +186,17 @@ func pinTiming(t *testing.T, e *timingEnv) {
 		dev     func(c timingCard) *signing.Key
 	}
 	const badPIN = "468024"
+	// Apply also refuses the right PIN with someone else's SSN, as a wrong PIN.
+	wrongIdentity := timingCard{number: wrong.number, ssn: locked.ssn, name: wrong.name, pin: wrong.pin, rightPIN: true}
 	endpoints := []endpoint{
-		{path: "/wallet/v1/ecards", embed: true, classes: anonClasses, dev: func(timingCard) *signing.Key { return anon },
+		{path: "/wallet/v1/ecards", embed: true, classes: append(slices.Clone(anonClasses), class{"wrong-identity", wrongIdentity}),
+			dev: func(timingCard) *signing.Key { return anon },
 			body: func(c timingCard) any {
-				return wallet.ApplyRequest{CardNumber: c.number, SSN: c.ssn, Name: c.name, PIN: badPIN}
+				pin := badPIN
+				if c.rightPIN {
+					pin = c.pin
+				}
+				return wallet.ApplyRequest{CardNumber: c.number, SSN: c.ssn, Name: c.name, PIN: pin}
 			}},
 		{path: "/wallet/v1/pin", embed: true, classes: anonClasses, dev: func(timingCard) *signing.Key { return anon },
 			body: func(c timingCard) any {
