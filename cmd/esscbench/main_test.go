@@ -550,8 +550,10 @@ func TestSchedule(t *testing.T) {
 	for range schedule(ctx, 200, 0, begin.Add(100*time.Millisecond)) {
 		n++
 	}
-	if n < 19 || n > 21 || time.Since(begin) > time.Second {
-		t.Fatalf("duration mode: %d starts in 100 ms at 200/s (want 20), took %v", n, time.Since(begin))
+	// 20 when the schedule starts with the test; fewer only if its
+	// goroutine starts late (a loaded CI machine), never more.
+	if n < 10 || n > 20 || time.Since(begin) > time.Second {
+		t.Fatalf("duration mode: %d starts in 100 ms at 200/s (want at most 20), took %v", n, time.Since(begin))
 	}
 }
 

@@ -57,10 +57,12 @@ func (s *Service) verifyPIN(ctx context.Context, number, pin string, act Action)
 }
 
 // verifyPINOf is verifyPIN that also judges the card's holder with match
-// (when not nil) before the PIN is compared: a holder match refuses fails
-// exactly as a wrong PIN does — charged, audited, counting towards the lock
-// — so a known PIN cannot be used to try identities without limit, and the
-// counter is reset only when PIN and holder are both right.
+// (when not nil) before the PIN is compared: a holder that match refuses
+// fails exactly as a wrong PIN does — charged, audited, counting towards
+// the lock — so a known PIN cannot be used to try identities without limit,
+// and the counter is reset only when PIN and holder are both right. The
+// holder is read on every path (for an unknown card, a holder that cannot
+// exist), so refusals take the time of a real check.
 func (s *Service) verifyPINOf(ctx context.Context, number, pin string, act Action, match func(storage.Holder) bool) (Verified, error) {
 	n, err := ParseCardNumber(number)
 	if err != nil {
@@ -68,29 +70,20 @@ func (s *Service) verifyPINOf(ctx context.Context, number, pin string, act Actio
 		return Verified{}, s.pinFail(ctx, number, act, "malformed card number", nil)
 	}
 	c, err := s.reg.CardByNumber(ctx, n)
-	var h storage.Holder
-	if match != nil {
-		holderID := c.HolderID
-		if err != nil {
-			holderID = noCardID // keep the timing of a real read
-		}
-		var herr error
-		h, herr = s.reg.Holder(ctx, holderID)
-		if err == nil && herr != nil {
-			return Verified{}, s.pinFail(ctx, n, act, "holder", herr)
-		}
-		if err == nil && !match(h) {
-			s.log.InfoContext(ctx, "card: holder identity mismatch", "card", MaskCardNumber(n), "action", string(act))
-			pin = "" // compared and charged as a wrong PIN
-		}
+	holderID := c.HolderID
+	if err != nil {
+		holderID = noCardID
+	}
+	h, herr := s.reg.Holder(ctx, holderID)
+	if err == nil && herr != nil {
+		return Verified{}, s.pinFail(ctx, n, act, "holder", herr)
+	}
+	if err == nil && match != nil && !match(h) {
+		s.log.InfoContext(ctx, "card: holder identity mismatch", "card", MaskCardNumber(n), "action", string(act))
+		pin = "" // compared and charged as a wrong PIN
 	}
 	if err := s.checkPIN(ctx, n, c, err, pin, act); err != nil {
 		return Verified{}, err
-	}
-	if match == nil {
-		if h, err = s.reg.Holder(ctx, c.HolderID); err != nil {
-			return Verified{}, s.pinFail(ctx, n, act, "holder", err)
-		}
 	}
 	c.PIN.Failures, c.PIN.Locked = 0, false
 	return Verified{Card: c, Holder: h, MustChange: c.PIN.MustChange}, nil

@@ -118,6 +118,16 @@ func (e *env) ready(t *testing.T, ssn, name, number, pin string) card.Grant {
 	return g
 }
 
+// card reads the card with this number straight from the registry.
+func (e *env) card(t *testing.T, number string) storage.Card {
+	t.Helper()
+	c, err := e.reg.CardByNumber(context.Background(), number)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func device(tp string) card.DeviceKey {
 	return card.DeviceKey{Thumbprint: tp, PublicKeyJWK: []byte(`{"kty":"EC","crv":"SM2","x":"AA","y":"BB"}`), Channel: "provincial-app"}
 }
@@ -719,14 +729,7 @@ func TestCheckPIN(t *testing.T) {
 		ctx := context.Background()
 		e := mk(t)
 		e.ready(t, aliceSSN, "张秀英", "A00000001", "730591")
-		read := func() storage.Card {
-			t.Helper()
-			c, err := e.reg.CardByNumber(ctx, "A00000001")
-			if err != nil {
-				t.Fatal(err)
-			}
-			return c
-		}
+		read := func() storage.Card { return e.card(t, "A00000001") }
 		failures := func() int { return read().PIN.Failures }
 		snap := read()
 		if err := e.svc.CheckPIN(ctx, snap, "730591"); err != nil {
@@ -779,11 +782,7 @@ func TestCheckPIN(t *testing.T) {
 		})
 		t.Run("fail/must-change", func(t *testing.T) {
 			e.issue(t, bobSSN, "李明", "A00000002")
-			c, err := e.reg.CardByNumber(ctx, "A00000002")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := e.svc.CheckPIN(ctx, c, card.InitialPIN); !errors.Is(err, card.ErrMustChangePIN) {
+			if err := e.svc.CheckPIN(ctx, e.card(t, "A00000002"), card.InitialPIN); !errors.Is(err, card.ErrMustChangePIN) {
 				t.Fatalf("initial PIN: %v", err)
 			}
 		})
@@ -806,13 +805,7 @@ func TestApplyIdentityMismatchCounts(t *testing.T) {
 			_, err := e.svc.ApplyECard(ctx, card.Actor{}, card.ApplyRequest{CardNumber: "A00000001", SSN: ssn, Name: name, PIN: "730591", Device: device("d-apply")})
 			return err
 		}
-		pinState := func() storage.PINState {
-			c, err := e.reg.CardByNumber(ctx, "A00000001")
-			if err != nil {
-				t.Fatal(err)
-			}
-			return c.PIN
-		}
+		pinState := func() storage.PINState { return e.card(t, "A00000001").PIN }
 		if err := apply(bobSSN, "张秀英"); err != card.ErrAuthFailed || pinState().Failures != 1 {
 			t.Fatalf("wrong SSN: %v, %+v (want ErrAuthFailed and one failure)", err, pinState())
 		}
