@@ -31,6 +31,7 @@ type profile struct {
 	signer *joseSigner
 	ids    map[string]*openid.DefaultStrategy // ID token strategy per alg the profile publishes
 	hints  *joseSigner                        // verifies ID tokens of any of those algs (logout hints)
+	codes  *oauth2.HMACSHAStrategy            // the code strategy (profileStore keys OIDC records by code signature)
 }
 
 func newProfile(p *Provider, name, issuer, prefix, alg string, algs []string) *profile {
@@ -64,10 +65,11 @@ func newProfile(p *Provider, name, issuer, prefix, alg string, algs []string) *p
 		pr.ids[a] = &openid.DefaultStrategy{Signer: &joseSigner{keys: p.cfg.Keys, alg: a}, Config: pr.fc}
 	}
 	pr.hints = &joseSigner{keys: p.cfg.Keys, alg: alg, also: algs}
+	pr.codes = compose.NewOAuth2HMACStrategy(pr.fc)
 	strategy := &compose.CommonStrategy{
 		CoreStrategy: &oauth2.DefaultJWTStrategy{
 			Signer:          pr.signer,
-			HMACSHAStrategy: compose.NewOAuth2HMACStrategy(pr.fc),
+			HMACSHAStrategy: pr.codes,
 			Config:          pr.fc,
 		},
 		OpenIDConnectTokenStrategy: pr.ids[alg],
@@ -108,6 +110,26 @@ func (s *profileStore) GetClient(ctx context.Context, id string) (fosite.Client,
 		return nil, err
 	}
 	return c, nil
+}
+
+// fosite keys a code's OIDC record by the code and its code and PKCE records
+// by the code's signature; the profile keys all three by the signature, so a
+// session store can keep them together (redisstore: one key, one round trip
+// per step of a login).
+
+// CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+func (s *profileStore) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
+	return s.SessionStore.CreateOpenIDConnectSession(ctx, s.pr.codes.AuthorizeCodeSignature(ctx, code), r)
+}
+
+// GetOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+func (s *profileStore) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
+	return s.SessionStore.GetOpenIDConnectSession(ctx, s.pr.codes.AuthorizeCodeSignature(ctx, code), r)
+}
+
+// DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+func (s *profileStore) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
+	return s.SessionStore.DeleteOpenIDConnectSession(ctx, s.pr.codes.AuthorizeCodeSignature(ctx, code))
 }
 
 func (pr *profile) client(ctx context.Context, id string) (*client, error) {

@@ -160,7 +160,9 @@ type QRStore interface {
 	RedeemQR(ctx context.Context, id, from, to string) (QRTransaction, error)
 	// WatchQR subscribes to wake-ups of transaction id, from any replica.
 	// The channel receives (coalesced, non-blocking) after every successful
-	// transition or NotifyQR; it is closed when cancel is called or ctx ends.
+	// TransitionQR, TransitionQRFrom or NotifyQR; RedeemQR need not wake it
+	// (the redeemed state is the redeeming caller's: watchers stop at the
+	// state before it). It is closed when cancel is called or ctx ends.
 	// WatchQR returns only once the subscription is live, so the caller's
 	// protocol is: WatchQR, then GetQR, then wait. cancel is idempotent.
 	WatchQR(ctx context.Context, id string) (<-chan struct{}, func(), error)

@@ -245,7 +245,7 @@ func BenchmarkFootprint(b *testing.B) {
 	b.StopTimer()
 	at, rt, idx := usage("*:at:{*"), usage("*:rt:{*"), usage("*:req:{*")+usage("*:sub:{*")
 	b.ReportMetric(float64(usage("*:qr:{*")), "bytes/qr-txn")
-	b.ReportMetric(float64(usage("*:code:{*")), "bytes/code")
+	b.ReportMetric(float64(usage("*:ac:{*")), "bytes/code")
 	b.ReportMetric(float64(at), "bytes/access")
 	b.ReportMetric(float64(rt), "bytes/refresh")
 	b.ReportMetric(float64(at+rt+idx), "bytes/token-session")

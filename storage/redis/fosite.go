@@ -16,9 +16,7 @@ import (
 )
 
 const (
-	kindCode    = "code"
-	kindPKCE    = "pkce"
-	kindOIDC    = "oidc"
+	kindAuth    = "ac" // an authorization code with its PKCE and OIDC records (codes.go)
 	kindPAR     = "par"
 	kindAccess  = "at"
 	kindRefresh = "rt"
@@ -145,77 +143,6 @@ func (s *Store) getRequest(ctx context.Context, kind, raw string) (fosite.Reques
 
 func (s *Store) del(ctx context.Context, kind, raw string) error {
 	return wrap("del "+kind, s.c.Del(ctx, s.key(kind, raw)).Err())
-}
-
-// CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
-func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, code string, r fosite.Requester) error {
-	return s.put(ctx, kindCode, code, r, fosite.AuthorizeCode, false, "")
-}
-
-// GetAuthorizeCodeSession returns the request; for an invalidated code the
-// request together with fosite.ErrInvalidatedAuthorizeCode.
-func (s *Store) GetAuthorizeCodeSession(ctx context.Context, code string, _ fosite.Session) (fosite.Requester, error) {
-	it, err := s.get(ctx, kindCode, code)
-	if err != nil {
-		return nil, err
-	}
-	r, err := s.codec.Decode(ctx, it.data)
-	if err != nil {
-		return nil, err
-	}
-	if it.invalidated {
-		return r, fmt.Errorf("code: %w", fosite.ErrInvalidatedAuthorizeCode)
-	}
-	return r, nil
-}
-
-// InvalidateAuthorizeCodeSession marks the code used (one Lua script):
-// exactly one of concurrent callers gets nil.
-func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, code string) error {
-	v, err := s.run(ctx, "invalidate code", invalidateCode, []string{s.key(kindCode, code)}, ms(s.now()))
-	if err != nil {
-		return err
-	}
-	switch v.(int64) {
-	case 1:
-		return nil
-	case 2:
-		return fmt.Errorf("code: %w", fosite.ErrInvalidatedAuthorizeCode)
-	default:
-		return fmt.Errorf("code: %w", storage.ErrNotFound)
-	}
-}
-
-// CreatePKCERequestSession implements pkce.PKCERequestStorage.
-func (s *Store) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
-	return s.put(ctx, kindPKCE, sig, r, fosite.AuthorizeCode, false, "")
-}
-
-// GetPKCERequestSession implements pkce.PKCERequestStorage.
-func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, _ fosite.Session) (fosite.Requester, error) {
-	return s.getRequest(ctx, kindPKCE, sig)
-}
-
-// DeletePKCERequestSession implements pkce.PKCERequestStorage.
-func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
-	k := s.key(kindPKCE, sig)
-	return s.later(ctx, "del "+kindPKCE, func(p redis.Pipeliner) { p.Del(ctx, k) })
-}
-
-// CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
-func (s *Store) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
-	return s.put(ctx, kindOIDC, code, r, fosite.AuthorizeCode, false, "")
-}
-
-// GetOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
-func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, _ fosite.Requester) (fosite.Requester, error) {
-	return s.getRequest(ctx, kindOIDC, code)
-}
-
-// DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
-func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
-	k := s.key(kindOIDC, code)
-	return s.later(ctx, "del "+kindOIDC, func(p redis.Pipeliner) { p.Del(ctx, k) })
 }
 
 // CreatePARSession implements fosite.PARStorage.

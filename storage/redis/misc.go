@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -46,8 +48,14 @@ func (s *Store) setIfAbsent(ctx context.Context, op, key string, now, exp time.T
 	return v.(int64) == 1, nil
 }
 
-// Allow implements storage.RateLimiter: one INCR script on a key per
-// clock-aligned window, expiring with the window.
+// Allow implements storage.RateLimiter: a counter per clock-aligned window
+// (the window's start is in the key) that expires with the window. One
+// command in the common case: the first hit of a window creates the counter
+// with its expiry (SET NX PX) and later hits count with INCR, which keeps
+// it. The store remembers the windows this process has counted in, to send
+// the likelier command first; a wrong guess costs a second command, never a
+// wrong count. A counter that INCR had to create (gone since: evicted, or its
+// window ended meanwhile) gets its expiry in a second command.
 func (s *Store) Allow(ctx context.Context, key string, limit int, window time.Duration) (storage.RateDecision, error) {
 	if limit <= 0 || window <= 0 || key == "" {
 		return storage.RateDecision{}, fmt.Errorf("%w: rate key, limit and window required", storage.ErrInvalidArgument)
@@ -55,16 +63,52 @@ func (s *Store) Allow(ctx context.Context, key string, limit int, window time.Du
 	now := s.now()
 	start, end := storage.Window(now, window)
 	k := s.key("rate", key) + ":" + strconv.FormatInt(ms(start), 10)
-	// One round trip, two plain commands: create the window's counter with
-	// its expiry if absent, then count (INCR keeps the TTL).
-	var hit *redis.IntCmd
-	if _, err := s.pipe(ctx, "rate", func(p redis.Pipeliner) {
-		p.SetNX(ctx, k, 0, time.Duration(s.ttlMS(end))*time.Millisecond)
-		hit = p.Incr(ctx, k)
-	}); err != nil {
-		return storage.RateDecision{}, err
+	ttl := time.Duration(s.ttlMS(end)) * time.Millisecond
+	if !s.rates.hit(k, ms(end), ms(now)) {
+		created, err := s.c.SetNX(ctx, k, 1, ttl).Result()
+		if err != nil {
+			return storage.RateDecision{}, wrap("rate", err)
+		}
+		if created {
+			return storage.Decide(1, limit, now, end), nil
+		}
 	}
-	return storage.Decide(int(hit.Val()), limit, now, end), nil
+	n, err := s.c.Incr(ctx, k).Result()
+	if err == nil && n == 1 {
+		err = s.c.PExpire(ctx, k, ttl).Err()
+	}
+	if err != nil {
+		return storage.RateDecision{}, wrap("rate", err)
+	}
+	return storage.Decide(int(n), limit, now, end), nil
+}
+
+// rateMemo remembers the rate windows this process has counted in (key →
+// window end, ms), bounded: a full memo drops ended windows, then everything.
+type rateMemo struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+const rateMemoSize = 1 << 14
+
+// hit records k (a window ending at end) and reports whether it was there.
+func (r *rateMemo) hit(k string, end, now int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.m[k]; ok {
+		return true
+	}
+	if r.m == nil || len(r.m) >= rateMemoSize {
+		if r.m != nil {
+			maps.DeleteFunc(r.m, func(_ string, e int64) bool { return e <= now })
+		}
+		if r.m == nil || len(r.m) >= rateMemoSize/2 {
+			r.m = make(map[string]int64)
+		}
+	}
+	r.m[k] = end
+	return false
 }
 
 // PutOnce implements storage.OnceStore.

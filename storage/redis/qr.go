@@ -212,8 +212,12 @@ func (s *Store) cas(ctx context.Context, id, from, to, version string, next *sto
 	if next != nil {
 		set, x, rest, ttl = "1", ms(next.ExpiresAt), encodeQRRest(*next), s.ttlMS(next.ExpiresAt)
 	}
+	channel := s.qrChannel(id)
+	if redeem {
+		channel = "" // nobody watches a redemption (storage.Sessions.WatchQR)
+	}
 	v, err := s.run(ctx, "transition qr", qrCAS, []string{s.key(kindQR, id)},
-		ms(s.now()), from, to, version, set, rest, x, ttl, s.qrChannel(id))
+		ms(s.now()), from, to, version, set, rest, x, ttl, channel)
 	if err != nil {
 		return storage.QRTransaction{}, err
 	}

@@ -161,3 +161,58 @@ func TestRateCounterExpires(t *testing.T) {
 		t.Fatalf("counter TTL %v, want at most the window (+1 s)", d)
 	}
 }
+
+// TestRateCounterRecreated: a counter that vanished within its window
+// (evicted, flushed) while this process remembers the window is recreated by
+// INCR and gets its expiry back; a window this process has not seen starts
+// with SET NX even when another replica created the counter.
+func TestRateCounterRecreated(t *testing.T) {
+	s, c := internalStore(t, "essc-test-rate2:")
+	ctx := context.Background()
+	if d, err := s.Allow(ctx, "dev:1", 5, time.Minute); err != nil || d.Remaining != 4 {
+		t.Fatalf("first hit: %+v %v", d, err)
+	}
+	keys, err := c.Keys(ctx, "essc-test-rate2:*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("counter keys %v %v", keys, err)
+	}
+	defer c.Del(ctx, keys...)
+	c.Del(ctx, keys[0])
+	if d, err := s.Allow(ctx, "dev:1", 5, time.Minute); err != nil || d.Remaining != 4 {
+		t.Fatalf("hit after the counter vanished: %+v %v", d, err)
+	}
+	if d, _ := c.PTTL(ctx, keys[0]).Result(); d <= 0 || d > 62*time.Second {
+		t.Fatalf("recreated counter TTL %v, want the window's", d)
+	}
+	other, _ := internalStore(t, "essc-test-rate2:") // another replica, same Redis
+	if d, err := other.Allow(ctx, "dev:1", 5, time.Minute); err != nil || d.Remaining != 3 {
+		t.Fatalf("another replica's hit: %+v %v", d, err)
+	}
+}
+
+func TestAuthRecordParts(t *testing.T) {
+	var ps authParts
+	ps[partCode], ps[partOIDC] = []byte(`{"id":"c|1:"}`), []byte("o")
+	body := ps.encode(nil)
+	if string(body) != `c13:{"id":"c|1:"}o1:o` {
+		t.Fatalf("encoded %q", body)
+	}
+	got, err := decodeParts(append(body, "p2:pkc0:"...)) // later parts: PKCE added, code deleted
+	if err != nil || got[partCode] != nil || string(got[partPKCE]) != "pk" || string(got[partOIDC]) != "o" {
+		t.Fatalf("decoded %q %v", got, err)
+	}
+	for name, bad := range map[string]string{
+		"unknown tag":  "x1:a",
+		"no length":    "c:a",
+		"no colon":     "c12",
+		"bad length":   "c1a:a",
+		"too long":     "c5:abc",
+		"negative":     "c-1:a",
+		"json (old)":   `{"id":"x"}`,
+		"trailing tag": "c1:ap",
+	} {
+		if _, err := decodeParts([]byte(bad)); !errors.Is(err, errAuthRecord) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -67,6 +67,7 @@ type Store struct {
 	indexTTL atomic.Int64 // ms; only grows (index)
 	log      *slog.Logger
 	hub      *hub
+	rates    rateMemo
 }
 
 var _ storage.Sessions = (*Store)(nil)
@@ -239,30 +240,38 @@ func (s *Store) pipe(ctx context.Context, op string, fill func(p redis.Pipeliner
 
 // batch holds back the writes of one request (storage.Batcher).
 type batch struct {
-	mu  sync.Mutex
-	ops []func(redis.Pipeliner)
+	mu   sync.Mutex
+	ops  []func(redis.Pipeliner)
+	auth map[string]*authEntry // authorization-code records by key (codes.go)
 }
 
 type batchKey struct{ s *Store }
 
 // Batch implements storage.Batcher: creates and PKCE/OIDC deletes made with
-// the returned context wait for flush, which sends them in one pipeline.
+// the returned context wait for flush, which sends them in one pipeline
+// (the creates of one code's records as one SET); reads of an authorization
+// code's record are made once per batch (codes.go).
 func (s *Store) Batch(ctx context.Context) (context.Context, func(context.Context) error) {
 	b := &batch{}
 	return context.WithValue(ctx, batchKey{s}, b), func(ctx context.Context) error {
 		b.mu.Lock()
-		ops := b.ops
-		b.ops = nil
+		ops, auth := b.ops, b.auth
+		b.ops, b.auth = nil, nil
 		b.mu.Unlock()
-		if len(ops) == 0 {
+		if len(ops) == 0 && len(auth) == 0 {
 			return nil
 		}
+		var redo func() error
 		_, err := s.pipe(ctx, "flush batch", func(p redis.Pipeliner) {
+			redo = s.flushAuth(ctx, p, auth)
 			for _, op := range ops {
 				op(p)
 			}
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		return redo()
 	}
 }
 

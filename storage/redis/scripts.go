@@ -36,6 +36,27 @@ if i == '1' then return 2 end
 redis.call('SET', KEYS[1], x .. '|1|' .. t .. '|' .. a .. '|' .. rest, 'KEEPTTL')
 return 1`)
 
+// authPart appends a part of an authorization-code record (codes.go) to a
+// live record, raising its expiry when the part lives longer, or starts a
+// new record. ARGV: now, the part's expiry ms ('' for a delete: a zero-length
+// part, appended only to a live record), ttl ms, the part.
+var authPart = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+local xs = cur and string.match(cur, '^(%d+)|')
+local live = xs and tonumber(xs) > tonumber(ARGV[1])
+if ARGV[2] == '' then
+  if live then redis.call('SET', KEYS[1], cur .. ARGV[4], 'KEEPTTL') end
+  return 1
+end
+if not live then
+  redis.call('SET', KEYS[1], ARGV[2] .. '|0|0||' .. ARGV[4], 'PX', ARGV[3])
+elseif tonumber(ARGV[2]) > tonumber(xs) then
+  redis.call('SET', KEYS[1], ARGV[2] .. string.sub(cur, #xs + 1) .. ARGV[4], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], cur .. ARGV[4], 'KEEPTTL')
+end
+return 1`)
+
 // rotateRefresh: {0} not found, {3} rotated beyond grace, {2} retry within
 // grace (no-op), {1, access key} first rotation.
 var rotateRefresh = redis.NewScript(`
@@ -93,7 +114,8 @@ return 1`)
 // ARGV[3]. ARGV: now, from, to, expected version (” = any), '1' to replace
 // x and rest, rest, x, ttl, channel. Returns {0} not found, {2, state}
 // state conflict, {3, state} version moved, {1, ”} written (whole record
-// sent) or {1, new record}; every success publishes a wake-up.
+// sent) or {1, new record}; a success publishes a wake-up on the channel
+// unless it is ” (a redemption).
 var qrCAS = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if not cur then return {0, ''} end
@@ -104,15 +126,15 @@ if ARGV[4] ~= '' and v ~= ARGV[4] then return {3, s} end
 local nv = string.format('%d', tonumber(v) + 1)
 if ARGV[5] == '1' then
   redis.call('SET', KEYS[1], ARGV[7] .. '|' .. nv .. '|' .. ARGV[3] .. '|' .. ARGV[6], 'PX', ARGV[8])
-  redis.call('PUBLISH', ARGV[9], '1')
+  if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], '1') end
   return {1, ''}
 end
 local rec = x .. '|' .. nv .. '|' .. ARGV[3] .. '|' .. rest
 redis.call('SET', KEYS[1], rec, 'KEEPTTL')
-redis.call('PUBLISH', ARGV[9], '1')
+if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], '1') end
 return {1, rec}`)
 
-var allScripts = []*redis.Script{getRecord, invalidateCode, rotateRefresh, setIfAbsent, putFields, takeFields, qrCreate, qrCAS}
+var allScripts = []*redis.Script{getRecord, invalidateCode, authPart, rotateRefresh, setIfAbsent, putFields, takeFields, qrCreate, qrCAS}
 
 func loadScripts(ctx context.Context, c redis.UniversalClient) error {
 	for _, sc := range allScripts {

@@ -166,6 +166,7 @@ func Run(t *testing.T, f Factory) {
 		{"concurrency/once-seen-rotate", testConcurrentMisc},
 		{"fosite/code-pkce-refresh-reuse", testFositeFlow},
 		{"batch", testBatch},
+		{"batch/redeem-code", testBatchRedeem},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newEnv(t, f)) })
@@ -867,4 +868,69 @@ func testBatch(t *testing.T, e *env) {
 	_, err = e.s.GetAuthorizeCodeSession(e.ctx, "code-b", nil)
 	wantErr(t, "invalidation is immediate", err, fosite.ErrInvalidatedAuthorizeCode)
 	noErr(t, "empty flush", flush(e.ctx))
+}
+
+// testBatchRedeem: the token endpoint redeems a code in a batch, in fosite's
+// order of calls. Inside the batch the code reads as used after the
+// invalidation and its OIDC record is still readable; afterwards the code is
+// used and its PKCE and OIDC records are gone. Of 16 concurrent
+// redemptions exactly one succeeds.
+func testBatchRedeem(t *testing.T, e *env) {
+	r := e.request("req-r", "portal", "alice")
+	ctx, flush := storage.Batch(e.ctx, e.s)
+	noErr(t, "create code", e.s.CreateAuthorizeCodeSession(ctx, "sig-r", r))
+	noErr(t, "create pkce", e.s.CreatePKCERequestSession(ctx, "sig-r", r))
+	noErr(t, "create oidc", e.s.CreateOpenIDConnectSession(ctx, "sig-r", r))
+	noErr(t, "flush the creates", flush(e.ctx))
+	redeem := func() error {
+		ctx, flush := storage.Batch(e.ctx, e.s)
+		defer func() { _ = flush(e.ctx) }()
+		steps := []func() error{
+			func() error { _, err := e.s.GetAuthorizeCodeSession(ctx, "sig-r", nil); return err },
+			func() error { _, err := e.s.GetPKCERequestSession(ctx, "sig-r", nil); return err },
+			func() error { return e.s.DeletePKCERequestSession(ctx, "sig-r") },
+			func() error { _, err := e.s.GetAuthorizeCodeSession(ctx, "sig-r", nil); return err },
+			func() error { return e.s.InvalidateAuthorizeCodeSession(ctx, "sig-r") },
+		}
+		for _, step := range steps {
+			if err := step(); errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) || errors.Is(err, storage.ErrNotFound) {
+				return errLost // another redemption got there first
+			} else if err != nil {
+				return err
+			}
+		}
+		if _, err := e.s.GetAuthorizeCodeSession(ctx, "sig-r", nil); !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+			return fmt.Errorf("the code after its invalidation, in the batch: %v", err)
+		}
+		if o, err := e.s.GetOpenIDConnectSession(ctx, "sig-r", r); err != nil || o.GetID() != "req-r" {
+			return fmt.Errorf("the OIDC record after the invalidation, in the batch: %v", err)
+		}
+		if err := e.s.DeleteOpenIDConnectSession(ctx, "sig-r"); err != nil {
+			return err
+		}
+		return flush(e.ctx)
+	}
+	exactlyOne(t, "redeem in a batch", race(t, errLost, redeem))
+	_, err := e.s.GetAuthorizeCodeSession(e.ctx, "sig-r", nil)
+	wantErr(t, "code after the redemption", err, fosite.ErrInvalidatedAuthorizeCode)
+	_, err = e.s.GetPKCERequestSession(e.ctx, "sig-r", nil)
+	wantErr(t, "pkce after the redemption", err, storage.ErrNotFound)
+	_, err = e.s.GetOpenIDConnectSession(e.ctx, "sig-r", r)
+	wantErr(t, "oidc after the redemption", err, storage.ErrNotFound)
+
+	// A redemption refused after the PKCE check still deletes the PKCE
+	// record at the flush, and leaves the code usable.
+	ctx, flush = storage.Batch(e.ctx, e.s)
+	noErr(t, "create code 2", e.s.CreateAuthorizeCodeSession(ctx, "sig-s", r))
+	noErr(t, "create pkce 2", e.s.CreatePKCERequestSession(ctx, "sig-s", r))
+	noErr(t, "flush 2", flush(e.ctx))
+	ctx, flush = storage.Batch(e.ctx, e.s)
+	_, err = e.s.GetPKCERequestSession(ctx, "sig-s", nil)
+	noErr(t, "pkce 2", err)
+	noErr(t, "delete pkce 2", e.s.DeletePKCERequestSession(ctx, "sig-s"))
+	noErr(t, "flush the refusal", flush(e.ctx))
+	_, err = e.s.GetPKCERequestSession(e.ctx, "sig-s", nil)
+	wantErr(t, "pkce 2 after the refusal", err, storage.ErrNotFound)
+	_, err = e.s.GetAuthorizeCodeSession(e.ctx, "sig-s", nil)
+	noErr(t, "code 2 after the refusal", err)
 }
