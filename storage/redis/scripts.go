@@ -38,7 +38,7 @@ return 1`)
 
 // authPart appends a part of an authorization-code record (codes.go) to a
 // live record, raising its expiry when the part lives longer, or starts a
-// new record. ARGV: now, the part's expiry ms ('' for a delete: a zero-length
+// new record. ARGV: now, the part's expiry ms (empty for a delete: a zero-length
 // part, appended only to a live record), ttl ms, the part.
 var authPart = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
