@@ -54,16 +54,9 @@ func NewRequestCodec(lookup LookupClient, newSession NewSessionFunc) *RequestCod
 const maxDecoded = 1 << 20
 
 // requestRecord is the stored form of a fosite.Requester (and, when
-// Authorize is set, of a fosite.AuthorizeRequester).
+// Authorize is set, of a fosite.AuthorizeRequester). The session is
+// marshalled in place, once, and decoded in place into NewSession's value.
 type requestRecord struct {
-	recordHead
-	Session   json.RawMessage `json:"sess,omitempty"`
-	Authorize *authorizePart  `json:"az,omitempty"`
-}
-
-// encodeRecord is requestRecord as Encode writes it: the session is
-// marshalled in place, once (not to bytes first and then re-compacted).
-type encodeRecord struct {
 	recordHead
 	Session   fosite.Session `json:"sess,omitempty"`
 	Authorize *authorizePart `json:"az,omitempty"`
@@ -95,7 +88,7 @@ func (c *RequestCodec) Encode(r fosite.Requester) ([]byte, error) {
 	if r == nil || r.GetClient() == nil {
 		return nil, fmt.Errorf("%w: nil request or client", ErrInvalidArgument)
 	}
-	rec := encodeRecord{recordHead: recordHead{
+	rec := requestRecord{recordHead: recordHead{
 		ID:                r.GetID(),
 		RequestedAt:       r.GetRequestedAt().UTC(),
 		ClientID:          r.GetClient().GetID(),
@@ -198,24 +191,24 @@ func (c *RequestCodec) Decode(ctx context.Context, data []byte) (fosite.Requeste
 	if err != nil {
 		return nil, fmt.Errorf("storage: decode request: %w", err)
 	}
-	var rec requestRecord
-	if err := json.Unmarshal(plain, &rec); err != nil {
-		return nil, fmt.Errorf("storage: decode request: %w", err)
-	}
 	if c.Lookup == nil || c.NewSession == nil {
 		return nil, fmt.Errorf("%w: codec needs Lookup and NewSession", ErrInvalidArgument)
+	}
+	// One pass: the session is decoded in place into NewSession's value
+	// (a non-nil pointer in an interface field is decoded into, not replaced).
+	sess := c.NewSession()
+	rec := requestRecord{Session: sess}
+	dec := json.NewDecoder(bytes.NewReader(plain))
+	dec.UseNumber()
+	if err := dec.Decode(&rec); err != nil {
+		return nil, fmt.Errorf("storage: decode request: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("storage: decode request: data after the record")
 	}
 	cl, err := c.Lookup(ctx, rec.ClientID)
 	if err != nil {
 		return nil, fmt.Errorf("storage: client %q of stored request: %w", rec.ClientID, err)
-	}
-	sess := c.NewSession()
-	if len(rec.Session) > 0 && sess != nil {
-		dec := json.NewDecoder(bytes.NewReader(rec.Session))
-		dec.UseNumber()
-		if err := dec.Decode(sess); err != nil {
-			return nil, fmt.Errorf("storage: decode session: %w", err)
-		}
 	}
 	req := fosite.Request{
 		ID:                rec.ID,

@@ -49,6 +49,8 @@ func TestCodec(t *testing.T) {
 		{"ok/plain-json", []byte(`{"id":"r2","cid":"portal","sess":{"subject":"x"}}`), nil},
 		{"fail/empty", nil, nil},
 		{"fail/garbage", []byte("not json"), nil},
+		{"fail/trailing-data", []byte(`{"id":"r2","cid":"portal"} {}`), nil},
+		{"fail/session-not-an-object", []byte(`{"id":"r2","cid":"portal","sess":[1]}`), nil},
 		{"fail/truncated-deflate", enc[:len(enc)/2], nil},
 		{"fail/deflate-garbage", []byte("z\x00\xff\xff\x00"), nil},
 		{"fail/bad-redirect", []byte(`{"id":"r","cid":"portal","az":{"ru":"::bad"}}`), nil},
@@ -132,4 +134,61 @@ func FuzzDecode(f *testing.F) {
 			t.Fatal("nil request without error")
 		}
 	})
+}
+
+// realisticRequest is the size and shape of a stored essc authorize request.
+func realisticRequest() *fosite.AuthorizeRequest {
+	now := time.Now().UTC()
+	sess := openid.NewDefaultSession()
+	sess.Subject = "Yk3p0b0m1v7c3r8hX2sQq9e1m0Jt4nR6aZ8uW5dL2cF"
+	sess.Claims.Subject, sess.Claims.Issuer = sess.Subject, "https://essc.example.gov.cn/gm"
+	sess.Claims.AuthTime, sess.Claims.RequestedAt = now, now
+	sess.Claims.AuthenticationContextClassReference = "urn:essc:acr:pin"
+	sess.Claims.AuthenticationMethodsReferences = []string{"hwk", "pin"}
+	sess.Claims.Extra = map[string]any{"ecard": "e-3f7a9c1d2b", "card_status": "active", "n": int64(7)}
+	sess.SetExpiresAt(fosite.AuthorizeCode, now.Add(time.Minute))
+	ru, _ := url.Parse("https://portal.example.gov.cn/oidc/callback")
+	return &fosite.AuthorizeRequest{
+		ResponseTypes: fosite.Arguments{"code"}, RedirectURI: ru, State: "af0ifjsldkj-3a8f",
+		HandledResponseTypes: fosite.Arguments{"code"}, ResponseMode: fosite.ResponseModeQuery,
+		Request: fosite.Request{
+			ID: "req-1", RequestedAt: now, Client: &fosite.DefaultClient{ID: "portal-zhejiang-rsj"},
+			RequestedScope: fosite.Arguments{"openid", "profile"}, GrantedScope: fosite.Arguments{"openid", "profile"},
+			Form: url.Values{"client_id": {"portal-zhejiang-rsj"}, "redirect_uri": {ru.String()},
+				"scope": {"openid profile"}, "state": {"af0ifjsldkj-3a8f"}, "nonce": {"n-0S6_WzA2Mj"},
+				"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}},
+			Session: sess,
+		},
+	}
+}
+
+// BenchmarkRequestCodec: encoding and decoding one stored request (plain:
+// codes and the in-memory store; compressed: tokens in Redis).
+func BenchmarkRequestCodec(b *testing.B) {
+	for _, plain := range []bool{true, false} {
+		c := testCodec()
+		c.Plain = plain
+		name := map[bool]string{true: "plain", false: "deflate"}[plain]
+		enc, err := c.Encode(realisticRequest())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name+"/encode", func(b *testing.B) {
+			b.ReportAllocs()
+			r := realisticRequest()
+			for b.Loop() {
+				if _, err := c.Encode(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/decode", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Decode(context.Background(), enc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

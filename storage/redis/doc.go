@@ -11,7 +11,9 @@
 // the injected clock (the expiry is stored in the value), so the store agrees
 // with storage/memory under the conformance suite. Single-use operations
 // (code invalidation, QR transitions and redemption, jti, replay, once-blobs,
-// refresh rotation) are one Lua script each, hence atomic. Wake-ups of QR
+// refresh rotation) are one Lua script or one conditional SET each, hence
+// atomic. An authorization code and its PKCE and OIDC records share one key
+// (codes.go); a storage.Batch reads it once per request. Wake-ups of QR
 // transactions use one Redis pub/sub channel per transaction, multiplexed
 // over a single subscription connection per Store.
 //
