@@ -247,7 +247,11 @@ func CheckQRMutation(before, after QRTransaction) error {
 // with one request's context and send them in one round trip. Batch returns
 // that context and the flush, which the handler calls once, before it
 // answers: until then the held-back writes are invisible. Revocations,
-// invalidations, rotations and replay records are never held back.
+// invalidations, rotations and replay records are never held back. Within a
+// batch a store may answer repeated reads of one code's code, PKCE and OIDC
+// records from its first read, and a code's invalidation may drop its PKCE
+// and OIDC records at once (the redemption deletes both in the same request;
+// the batch itself still reads them).
 type Batcher interface {
 	Batch(ctx context.Context) (context.Context, func(context.Context) error)
 }

@@ -34,8 +34,9 @@ func (s *Store) memberKey(m string) string {
 }
 
 // put stores r under kind/raw in one round trip: the item, and for tokens
-// the request-id index and the subject indexes (one script per key, so each
-// is single-slot; they are pipelined together).
+// the request-id index and the subject indexes (plain commands on one key
+// each, so each is single-slot; they are pipelined together). In a batch
+// they wait for the flush.
 func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, tt fosite.TokenType, index bool, accessRaw string) error {
 	if raw == "" || r == nil {
 		return fmt.Errorf("%w: empty %s key or nil request", storage.ErrInvalidArgument, kind)
@@ -65,18 +66,38 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 	if index {
 		subjects = s.subjects(r)
 	}
-	return s.later(ctx, "put "+kind, func(p redis.Pipeliner) {
-		if index {
-			// Index first: a crash between the two leaves an index entry
-			// pointing at nothing, never a token that revocation cannot find.
-			s.index(ctx, p, s.reqKey(r.GetID()), kind+":"+storage.HashKey(kind, raw), ttl)
-			for _, subj := range subjects {
-				s.index(ctx, p, s.key(kindSubject, subj), r.GetID(), ttl)
-			}
+	var entries []indexEntry
+	if index {
+		entries = append(entries, indexEntry{s.reqKey(r.GetID()), kind + ":" + storage.HashKey(kind, raw)})
+		for _, subj := range subjects {
+			entries = append(entries, indexEntry{s.key(kindSubject, subj), r.GetID()})
 		}
-		p.Set(ctx, k, encodeItem(exp, access, data), time.Duration(ttl)*time.Millisecond)
+	}
+	set := func(p redis.Pipeliner) { p.Set(ctx, k, encodeItem(exp, access, data), time.Duration(ttl)*time.Millisecond) }
+	if b := s.batchOf(ctx); b != nil {
+		// The batch writes each index key once (a refresh puts an access and
+		// a refresh token of one request and one holder), before the items.
+		b.mu.Lock()
+		for _, e := range entries {
+			b.addIndex(e, ttl)
+		}
+		b.ops = append(b.ops, set)
+		b.mu.Unlock()
+		return nil
+	}
+	_, err = s.pipe(ctx, "put "+kind, func(p redis.Pipeliner) {
+		// Index first: a crash between the two leaves an index entry
+		// pointing at nothing, never a token that revocation cannot find.
+		for _, e := range entries {
+			s.index(ctx, p, e.key, ttl, e.member)
+		}
+		set(p)
 	})
+	return err
 }
+
+// indexEntry is one member of a revocation index.
+type indexEntry struct{ key, member string }
 
 // item is a stored fosite item.
 type item struct {

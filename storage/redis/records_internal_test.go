@@ -92,7 +92,7 @@ func TestIndexHorizon(t *testing.T) {
 	write := func(member string, ttl time.Duration) time.Duration {
 		t.Helper()
 		if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			s.index(ctx, p, key, member, ttl.Milliseconds())
+			s.index(ctx, p, key, ttl.Milliseconds(), member)
 			return nil
 		}); err != nil {
 			t.Fatal(err)

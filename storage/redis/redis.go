@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -178,12 +179,16 @@ func (s *Store) ttlMS(exp time.Time) int64 {
 // TTL every write sets to the index horizon, at least ttlMS. Two plain
 // commands, no script: the horizon outlives every entry, so a write never
 // shortens the life of an earlier, longer-lived one.
-func (s *Store) index(ctx context.Context, p redis.Pipeliner, key, member string, ttlMS int64) {
+func (s *Store) index(ctx context.Context, p redis.Pipeliner, key string, ttlMS int64, members ...string) {
 	h := s.indexTTL.Load()
 	for ttlMS > h && !s.indexTTL.CompareAndSwap(h, ttlMS) {
 		h = s.indexTTL.Load()
 	}
-	p.HSet(ctx, key, member, "1")
+	fields := make([]any, 0, 2*len(members))
+	for _, m := range members {
+		fields = append(fields, m, "1")
+	}
+	p.HSet(ctx, key, fields...)
 	p.PExpire(ctx, key, time.Duration(max(h, ttlMS))*time.Millisecond)
 }
 
@@ -243,6 +248,28 @@ type batch struct {
 	mu   sync.Mutex
 	ops  []func(redis.Pipeliner)
 	auth map[string]*authEntry // authorization-code records by key (codes.go)
+	idx  map[string]*batchIndex
+}
+
+// batchIndex is what a batch adds to one revocation index.
+type batchIndex struct {
+	members []string
+	ttl     int64 // ms, the longest of the entries'
+}
+
+func (b *batch) addIndex(e indexEntry, ttl int64) {
+	if b.idx == nil {
+		b.idx = map[string]*batchIndex{}
+	}
+	bi := b.idx[e.key]
+	if bi == nil {
+		bi = &batchIndex{}
+		b.idx[e.key] = bi
+	}
+	if !slices.Contains(bi.members, e.member) {
+		bi.members = append(bi.members, e.member)
+	}
+	bi.ttl = max(bi.ttl, ttl)
 }
 
 type batchKey struct{ s *Store }
@@ -255,15 +282,18 @@ func (s *Store) Batch(ctx context.Context) (context.Context, func(context.Contex
 	b := &batch{}
 	return context.WithValue(ctx, batchKey{s}, b), func(ctx context.Context) error {
 		b.mu.Lock()
-		ops, auth := b.ops, b.auth
-		b.ops, b.auth = nil, nil
+		ops, auth, idx := b.ops, b.auth, b.idx
+		b.ops, b.auth, b.idx = nil, nil, nil
 		b.mu.Unlock()
-		if len(ops) == 0 && len(auth) == 0 {
+		if len(ops) == 0 && len(auth) == 0 && len(idx) == 0 {
 			return nil
 		}
 		var redo func() error
 		_, err := s.pipe(ctx, "flush batch", func(p redis.Pipeliner) {
 			redo = s.flushAuth(ctx, p, auth)
+			for k, bi := range idx { // indexes before the items they point to
+				s.index(ctx, p, k, bi.ttl, bi.members...)
+			}
 			for _, op := range ops {
 				op(p)
 			}
@@ -273,19 +303,6 @@ func (s *Store) Batch(ctx context.Context) (context.Context, func(context.Contex
 		}
 		return redo()
 	}
-}
-
-// later runs fill in its own pipeline now, or holds it back when ctx
-// carries a batch of this store.
-func (s *Store) later(ctx context.Context, op string, fill func(p redis.Pipeliner)) error {
-	if b, ok := ctx.Value(batchKey{s}).(*batch); ok {
-		b.mu.Lock()
-		b.ops = append(b.ops, fill)
-		b.mu.Unlock()
-		return nil
-	}
-	_, err := s.pipe(ctx, op, fill)
-	return err
 }
 
 func hasNoScript(cmds []redis.Cmder) bool {
