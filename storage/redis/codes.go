@@ -19,8 +19,7 @@ import (
 // the code signature, and idp keys the OIDC record by it too). The value is
 // the fosite item header ("x|i|t|a|", x the latest expiry of the parts, i the
 // code's invalidated flag) followed by parts: a tag ('c' code, 'p' PKCE,
-// 'o' OIDC), the length in decimal, ':', the encoded request. A later part
-// with the same tag replaces an earlier one; length 0 deletes it. One login
+// 'o' OIDC), the length in decimal, ':', the encoded request. One login
 // therefore costs one SET (the three creates of one authorize response, in a
 // batch), one GET and one SET … GET (the redemption, in a batch), where
 // separate keys cost three SETs, four GETs, a script and two DELs.
@@ -143,7 +142,7 @@ func (s *Store) writeParts(ctx context.Context, k string, exp int64, ps authPart
 	}
 	for i, d := range ps {
 		if d != nil {
-			if _, err := s.run(ctx, "put authorization code", authPart, []string{k}, ms(s.now()), exp, ttl.Milliseconds(), appendPart(nil, i, d)); err != nil {
+			if _, err := s.run(ctx, "put authorization code", authPart, []string{k}, ms(s.now()), exp, ttl.Milliseconds(), partTags[i:i+1], d); err != nil {
 				return err
 			}
 		}
@@ -218,7 +217,7 @@ func (s *Store) deletePart(ctx context.Context, sig string, part int) error {
 		b.mu.Unlock()
 		return nil
 	}
-	_, err := s.run(ctx, "delete authorization-code part", authPart, []string{k}, ms(s.now()), "", 0, appendPart(nil, part, nil))
+	_, err := s.run(ctx, "delete authorization-code part", authPart, []string{k}, ms(s.now()), "", 0, partTags[part:part+1], "")
 	return err
 }
 
@@ -242,7 +241,7 @@ func (s *Store) flushAuth(ctx context.Context, p redis.Pipeliner, auth map[strin
 		}
 		for i, d := range e.drop {
 			if d {
-				p.EvalSha(ctx, authPart.Hash(), []string{k}, ms(s.now()), "", 0, appendPart(nil, i, nil))
+				p.EvalSha(ctx, authPart.Hash(), []string{k}, ms(s.now()), "", 0, partTags[i:i+1], "")
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -214,5 +215,49 @@ func TestAuthRecordParts(t *testing.T) {
 		if _, err := decodeParts([]byte(bad)); !errors.Is(err, errAuthRecord) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestAuthPartScript: outside a batch, parts are set and deleted in place
+// (a repeated create replaces its part, the record does not grow) and a
+// longer-lived part raises the record's expiry.
+func TestAuthPartScript(t *testing.T) {
+	s, c := internalStore(t, "essc-test-ac:")
+	ctx := context.Background()
+	k := s.key(kindAuth, "sig")
+	defer c.Del(ctx, k)
+	now := time.Now()
+	exp := now.Add(time.Minute).UnixMilli()
+	var ps authParts
+	ps[partCode] = []byte("code-1")
+	if err := s.writeParts(ctx, k, exp, ps); err != nil {
+		t.Fatal(err)
+	}
+	ps = authParts{}
+	ps[partPKCE] = []byte("pkce-1")
+	for range 3 {
+		if err := s.writeParts(ctx, k, exp, ps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps[partPKCE] = nil
+	ps[partOIDC] = []byte("oidc-1")
+	if err := s.writeParts(ctx, k, exp+60_000, ps); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.deletePart(ctx, "sig", partPKCE); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := c.Get(ctx, k).Result()
+	want := fmt.Sprintf("%d|0|0||c6:code-1o6:oidc-1", exp+60_000)
+	if got != want {
+		t.Fatalf("record %q, want %q", got, want)
+	}
+	if d, _ := c.PTTL(ctx, k).Result(); d < 110*time.Second {
+		t.Fatalf("TTL %v: the longer-lived part did not raise it", d)
+	}
+	c.Set(ctx, k, fmt.Sprintf("%d|0|0||c9:short", exp), time.Minute)
+	if err := s.deletePart(ctx, "sig", partOIDC); err == nil {
+		t.Fatal("a malformed record was changed without an error")
 	}
 }

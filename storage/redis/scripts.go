@@ -36,24 +36,45 @@ if i == '1' then return 2 end
 redis.call('SET', KEYS[1], x .. '|1|' .. t .. '|' .. a .. '|' .. rest, 'KEEPTTL')
 return 1`)
 
-// authPart appends a part of an authorization-code record (codes.go) to a
-// live record, raising its expiry when the part lives longer, or starts a
-// new record. ARGV: now, the part's expiry ms (empty for a delete: a zero-length
-// part, appended only to a live record), ttl ms, the part.
+// authPart sets or deletes one part of an authorization-code record
+// (codes.go) in place, raising the record's expiry when the part lives
+// longer; a create on an absent or expired record starts a new one. ARGV:
+// now, the part's expiry ms (empty for a delete), ttl ms, tag, part.
 var authPart = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
-local xs = cur and string.match(cur, '^(%d+)|')
-local live = xs and tonumber(xs) > tonumber(ARGV[1])
-if ARGV[2] == '' then
-  if live then redis.call('SET', KEYS[1], cur .. ARGV[4], 'KEEPTTL') end
-  return 1
-end
-if not live then
-  redis.call('SET', KEYS[1], ARGV[2] .. '|0|0||' .. ARGV[4], 'PX', ARGV[3])
-elseif tonumber(ARGV[2]) > tonumber(xs) then
-  redis.call('SET', KEYS[1], ARGV[2] .. string.sub(cur, #xs + 1) .. ARGV[4], 'PX', ARGV[3])
+local x, inv, t, a, body
+if cur then x, inv, t, a, body = string.match(cur, '` + itemHeader + `') end
+local parts = {}
+if x and tonumber(x) > tonumber(ARGV[1]) then
+  local i = 1
+  while parts and i <= #body do
+    local colon = string.find(body, ':', i + 1, true)
+    local n = colon and tonumber(string.sub(body, i + 1, colon - 1))
+    if not n or n < 0 or colon + n > #body then parts = nil else
+      local tag = string.sub(body, i, i)
+      parts[tag] = nil
+      if n > 0 then parts[tag] = string.sub(body, colon + 1, colon + n) end
+      i = colon + 1 + n
+    end
+  end
+  if not parts then return redis.error_reply('malformed authorization-code record') end
+elseif ARGV[2] == '' then
+  return 0
 else
-  redis.call('SET', KEYS[1], cur .. ARGV[4], 'KEEPTTL')
+  x, inv, t, a = ARGV[2], '0', '0', ''
+end
+parts[ARGV[4]] = nil
+if ARGV[2] ~= '' then parts[ARGV[4]] = ARGV[5] end
+local out = {x, '|', inv, '|', t, '|', a, '|'}
+for _, tag in ipairs({'c', 'p', 'o'}) do
+  local d = parts[tag]
+  if d then out[#out + 1] = tag .. string.len(d) .. ':' .. d end
+end
+if ARGV[2] ~= '' and tonumber(ARGV[2]) > tonumber(x) then
+  out[1] = ARGV[2]
+  redis.call('SET', KEYS[1], table.concat(out), 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], table.concat(out), 'KEEPTTL')
 end
 return 1`)
 
