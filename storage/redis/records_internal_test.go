@@ -261,3 +261,33 @@ func TestAuthPartScript(t *testing.T) {
 		t.Fatal("a malformed record was changed without an error")
 	}
 }
+
+// FuzzDecodeParts: any body either fails with errAuthRecord or decodes to
+// parts that encode and decode to themselves.
+func FuzzDecodeParts(f *testing.F) {
+	f.Add([]byte(`c13:{"id":"c|1:"}o1:o`))
+	f.Add([]byte("p2:pkc0:"))
+	f.Add([]byte("c99999999999999999999:"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ps, err := decodeParts(body)
+		if err != nil {
+			if !errors.Is(err, errAuthRecord) {
+				t.Fatalf("error %v is not errAuthRecord", err)
+			}
+			return
+		}
+		again, err := decodeParts(ps.encode(nil))
+		if err != nil || !equalParts(again, ps) {
+			t.Fatalf("round trip %q -> %q, %v", ps, again, err)
+		}
+	})
+}
+
+func equalParts(a, b authParts) bool {
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) || (a[i] == nil) != (b[i] == nil) {
+			return false
+		}
+	}
+	return true
+}
