@@ -1,9 +1,18 @@
 package idp
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
 )
 
 // parBye is a post-logout URI only rp-gm-par registers.
@@ -169,4 +178,58 @@ func TestTokenSubstitutionBetweenClients(t *testing.T) {
 			t.Fatalf("A's refresh token revoked by B: %d %v", s, body)
 		}
 	})
+}
+
+// TestAccessTokenDigest: a presented access token is ours when it is
+// byte-identical to the token stored under its signature (accessTokens).
+// The real signature under altered claims or an altered header is refused
+// (the digest differs and the signature no longer verifies), and the digest
+// path enforces expiry.
+func TestAccessTokenDigest(t *testing.T) {
+	e := newEnv(t)
+	_, tok := e.gmTokensOf(t, "rp-gm")
+	at := tok["access_token"].(string)
+	if _, body := e.introspect("/gm", at, "rp-gm"); body["active"] != true {
+		t.Fatalf("own token: %v", body)
+	}
+	parts := strings.Split(at, ".")
+	var claims map[string]any
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		t.Fatal(err)
+	}
+	claims["scp"] = []string{"openid", "profile", "essc.card", "essc.ssn", "essc.verify"}
+	claims["exp"] = claims["exp"].(float64) + 86400
+	forgedClaims, _ := json.Marshal(claims)
+	hdr, _ := base64.RawURLEncoding.DecodeString(parts[0])
+	for name, forged := range map[string]string{
+		"claims": parts[0] + "." + base64.RawURLEncoding.EncodeToString(forgedClaims) + "." + parts[2],
+		"header": base64.RawURLEncoding.EncodeToString(append(hdr[:len(hdr)-1:len(hdr)-1], `,"x":1}`...)) + "." + parts[1] + "." + parts[2],
+	} {
+		t.Run("fail/altered-"+name, func(t *testing.T) {
+			if _, body := e.introspect("/gm", forged, "rp-gm"); body["active"] != false {
+				t.Fatalf("altered %s accepted: %v", name, body)
+			}
+			if s := e.userinfoStatus("/gm", forged); s != http.StatusUnauthorized {
+				t.Fatalf("altered %s at userinfo: %d", name, s)
+			}
+		})
+	}
+
+	pr := e.p.gm
+	st := &accessTokens{DefaultJWTStrategy: &oauth2.DefaultJWTStrategy{Signer: pr.signer, Config: pr.fc}, now: e.now.Now}
+	sess := newSession("gm")
+	sess.AccessTokenDigest = tokenDigest("opaque-looking")
+	r := &fosite.Request{Session: sess}
+	sess.SetExpiresAt(fosite.AccessToken, e.now.Now().Add(time.Minute))
+	if err := st.ValidateAccessToken(context.Background(), r, "opaque-looking"); err != nil {
+		t.Fatalf("digest match: %v", err)
+	}
+	if err := st.ValidateAccessToken(context.Background(), r, "opaque-lookinG"); err == nil {
+		t.Fatal("a token with another digest and no valid signature was accepted")
+	}
+	sess.SetExpiresAt(fosite.AccessToken, e.now.Now())
+	if err := st.ValidateAccessToken(context.Background(), r, "opaque-looking"); !errors.Is(err, fosite.ErrTokenExpired) {
+		t.Fatalf("expired token on the digest path: %v", err)
+	}
 }

@@ -67,11 +67,11 @@ func newProfile(p *Provider, name, issuer, prefix, alg string, algs []string) *p
 	pr.hints = &joseSigner{keys: p.cfg.Keys, alg: alg, also: algs}
 	pr.codes = compose.NewOAuth2HMACStrategy(pr.fc)
 	strategy := &compose.CommonStrategy{
-		CoreStrategy: &oauth2.DefaultJWTStrategy{
+		CoreStrategy: &accessTokens{DefaultJWTStrategy: &oauth2.DefaultJWTStrategy{
 			Signer:          pr.signer,
 			HMACSHAStrategy: pr.codes,
 			Config:          pr.fc,
-		},
+		}, now: p.now},
 		OpenIDConnectTokenStrategy: pr.ids[alg],
 		Signer:                     pr.signer,
 	}

@@ -27,6 +27,9 @@ type Session struct {
 	Purpose  string `json:"purpose,omitempty"`
 	// SID is the browser session id of the login (the logout token's sid).
 	SID string `json:"sid,omitempty"`
+	// AccessTokenDigest is the SHA-256 of the last access token issued with
+	// this session (accessTokens).
+	AccessTokenDigest []byte `json:"atd,omitempty"`
 }
 
 var (
@@ -82,6 +85,7 @@ func (s *Session) Clone() fosite.Session {
 		c.Headers = &jwt.Headers{Extra: maps.Clone(s.Headers.Extra)}
 	}
 	c.ExpiresAt = maps.Clone(s.ExpiresAt)
+	c.AccessTokenDigest = slices.Clone(s.AccessTokenDigest)
 	return &c
 }
 
