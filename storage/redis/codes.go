@@ -41,6 +41,11 @@ func appendPart(b []byte, part int, data []byte) []byte {
 	return append(b, data...)
 }
 
+// newAuthRecord is a new record (code not invalidated) expiring at exp ms.
+func newAuthRecord(exp int64, ps authParts) []byte {
+	return ps.encode(append(strconv.AppendInt(nil, exp, 10), "|0|0||"...))
+}
+
 func (ps authParts) encode(b []byte) []byte {
 	for i, d := range ps {
 		if d != nil {
@@ -135,8 +140,7 @@ func (s *Store) putPart(ctx context.Context, sig string, part int, r fosite.Requ
 // there already, adds them one by one with the authPart script.
 func (s *Store) writeParts(ctx context.Context, k string, exp int64, ps authParts) error {
 	ttl := time.Duration(s.ttlMS(time.UnixMilli(exp))) * time.Millisecond
-	rec := ps.encode(append(strconv.AppendInt(nil, exp, 10), "|0|0||"...))
-	ok, err := s.c.SetNX(ctx, k, rec, ttl).Result()
+	ok, err := s.c.SetNX(ctx, k, newAuthRecord(exp, ps), ttl).Result()
 	if err != nil || ok {
 		return wrap("put authorization code", err)
 	}
@@ -151,8 +155,8 @@ func (s *Store) writeParts(ctx context.Context, k string, exp int64, ps authPart
 }
 
 // readAuth returns the record of sig: from the batch when this batch read it
-// already (fosite reads a code three times and its PKCE and OIDC records
-// once each while redeeming it), else with one GET. The item's data is the
+// already (fosite reads the code twice and its PKCE and OIDC records once
+// each while redeeming it), else with one GET. The item's data is the
 // record body; ok is false when the record is absent or expired.
 func (s *Store) readAuth(ctx context.Context, sig string) (it item, ps authParts, ok bool, err error) {
 	k := s.key(kindAuth, sig)
@@ -233,8 +237,8 @@ func (s *Store) flushAuth(ctx context.Context, p redis.Pipeliner, auth map[strin
 	var sets []pending
 	for k, e := range auth {
 		if e.exp > 0 {
-			rec := e.create.encode(append(strconv.AppendInt(nil, e.exp, 10), "|0|0||"...))
-			sets = append(sets, pending{k, e, p.SetNX(ctx, k, rec, time.Duration(s.ttlMS(time.UnixMilli(e.exp)))*time.Millisecond)})
+			ttl := time.Duration(s.ttlMS(time.UnixMilli(e.exp))) * time.Millisecond
+			sets = append(sets, pending{k, e, p.SetNX(ctx, k, newAuthRecord(e.exp, e.create), ttl)})
 		}
 		if e.trimmed {
 			continue
