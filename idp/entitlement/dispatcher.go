@@ -102,7 +102,11 @@ type Dispatcher struct {
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	slots  chan struct{} // one per delivery in flight (dispatch)
 }
+
+// maxDeliveries bounds the deliveries in flight (one per agency).
+const maxDeliveries = 8
 
 // NewDispatcher validates cfg and fills defaults.
 func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
@@ -149,7 +153,7 @@ func NewDispatcher(cfg DispatcherConfig) (*Dispatcher, error) {
 	if log == nil {
 		log = cfg.Service.log
 	}
-	return &Dispatcher{cfg: cfg, s: cfg.Service, log: log}, nil
+	return &Dispatcher{cfg: cfg, s: cfg.Service, log: log, slots: make(chan struct{}, maxDeliveries)}, nil
 }
 
 // Start runs the loops until ctx ends or Stop is called. Calling Start
@@ -161,7 +165,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		return errors.New("entitlement: dispatcher already started")
 	}
 	ctx, d.cancel = context.WithCancel(ctx)
-	d.loop(ctx, d.cfg.Interval, func(ctx context.Context) { _, _ = d.DeliverOnce(ctx) })
+	d.loop(ctx, d.cfg.Interval, d.dispatch)
 	if d.cfg.SweepInterval > 0 {
 		d.loop(ctx, d.cfg.SweepInterval, func(ctx context.Context) {
 			for {
@@ -216,61 +220,58 @@ func (d *Dispatcher) Stop() {
 	d.cfg.HTTPClient.CloseIdleConnections()
 }
 
-// DeliverOnce claims the agencies with pending events and delivers up to
-// Batch events to each; it returns how many events were acknowledged.
-func (d *Dispatcher) DeliverOnce(ctx context.Context) (int, error) {
-	targets, err := d.s.cfg.Store.ClaimWebhookTargets(ctx, d.cfg.Owner, d.cfg.Lease, 64)
+// dispatch claims as many agencies with pending events as there are free
+// delivery slots and starts their deliveries without waiting for them. A
+// slow or hanging endpoint holds its own slot, up to the request timeout,
+// never another agency's delivery: a round that waited for all of its
+// deliveries before claiming again delayed every agency that got events
+// meanwhile by up to the timeout. An agency under delivery stays leased,
+// so it is not claimed twice.
+func (d *Dispatcher) dispatch(ctx context.Context) {
+	free := cap(d.slots) - len(d.slots) // only this loop takes slots
+	if free == 0 {
+		return
+	}
+	targets, err := d.s.cfg.Store.ClaimWebhookTargets(ctx, d.cfg.Owner, d.cfg.Lease, free)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.WarnContext(ctx, "webhook claim failed", "err", err)
 		}
-		return 0, err
+		return
 	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		total int
-		sem   = make(chan struct{}, 8)
-	)
 	for _, t := range targets {
-		wg.Add(1)
-		sem <- struct{}{}
+		d.slots <- struct{}{}
+		d.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			n := d.deliverAgency(ctx, t)
-			mu.Lock()
-			total += n
-			mu.Unlock()
+			defer d.wg.Done()
+			defer func() { <-d.slots }()
+			d.deliverAgency(ctx, t)
 		}()
 	}
-	wg.Wait()
-	return total, nil
 }
 
-func (d *Dispatcher) deliverAgency(ctx context.Context, t storage.WebhookTarget) int {
+func (d *Dispatcher) deliverAgency(ctx context.Context, t storage.WebhookTarget) {
 	store := d.s.cfg.Store
 	started := time.Now()
 	client, err := d.s.cfg.Registry.Client(ctx, t.AgencyID)
 	if err != nil || client.WebhookURL == "" || client.Disabled {
 		// No endpoint (the agency reads the feed) or registry trouble: look again later.
 		_ = store.ReleaseWebhook(context.WithoutCancel(ctx), t.AgencyID, d.cfg.Owner, d.s.now().Add(time.Minute))
-		return 0
+		return
 	}
 	evs, err := store.EntitlementEvents(ctx, t.AgencyID, t.Cursor, d.cfg.Batch)
 	if err != nil {
 		_ = store.ReleaseWebhook(context.WithoutCancel(ctx), t.AgencyID, d.cfg.Owner, d.s.now().Add(d.cfg.Interval))
-		return 0
+		return
 	}
 	attempts := t.Attempts
-	done := 0
 	for _, e := range evs {
 		if ctx.Err() != nil || time.Since(started) > d.cfg.Lease/2 {
 			break
 		}
 		if err := d.post(ctx, client, e); err != nil {
 			if ctx.Err() != nil {
-				return done // stopping: the lease expires, the event is sent again later
+				return // stopping: the lease expires, the event is sent again later
 			}
 			attempts++
 			dead, ferr := store.FailWebhook(context.WithoutCancel(ctx), t.AgencyID, d.cfg.Owner, e.Seq, err.Error(),
@@ -278,16 +279,14 @@ func (d *Dispatcher) deliverAgency(ctx context.Context, t storage.WebhookTarget)
 			if ferr == nil && dead {
 				d.log.WarnContext(ctx, "webhook dead-lettered", "agency", t.AgencyID, "seq", e.Seq, "attempts", attempts)
 			}
-			return done
+			return
 		}
 		if err := store.AckWebhook(context.WithoutCancel(ctx), t.AgencyID, d.cfg.Owner, e.Seq); err != nil {
-			return done // lease lost (redelivery requested or expired): stop
+			return // lease lost (redelivery requested or expired): stop
 		}
 		attempts = 0
-		done++
 	}
 	_ = store.ReleaseWebhook(context.WithoutCancel(ctx), t.AgencyID, d.cfg.Owner, time.Time{})
-	return done
 }
 
 func (d *Dispatcher) post(ctx context.Context, client storage.Client, e storage.EntitlementEvent) error {

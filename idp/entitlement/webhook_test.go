@@ -239,3 +239,43 @@ func TestWebhooksDeadLetterAndRedeliver(t *testing.T) {
 		}
 	})
 }
+
+// TestWebhooksHangingAgencyHoldsOnlyItself: while one agency's endpoint
+// hangs on a delivery (up to the request timeout), an event for another
+// agency is delivered at once. Before, the dispatcher waited for every
+// delivery of a round before claiming again, so the second agency waited
+// for the first one's timeout.
+func TestWebhooksHangingAgencyHoldsOnlyItself(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	engines(t, func(t *testing.T, open func(t *testing.T) *env) {
+		e, hanging := webhookEnv(t, open)
+		other, srv := newReceiver(t, e)
+		e.client(t, storage.Client{ID: "agency-b", Name: "市养老保险处", Profile: storage.ProfileGM, Sector: "sector-b",
+			Scopes: []string{entitlement.ScopeManage}, WebhookURL: srv.URL + "/hook"})
+		produce(t, e, 1)
+		hanging.hangSeq.Store(e.events(t, "agency-gm")[0].Seq)
+		e.clock.Run()
+		const timeout = 20 * time.Second
+		d, err := entitlement.NewDispatcher(entitlement.DispatcherConfig{Service: e.svc, Owner: "d1",
+			Interval: 10 * time.Millisecond, Lease: 2 * timeout, SweepInterval: -1, CardInterval: -1, Logger: quiet,
+			HTTPClient: &http.Client{Timeout: timeout}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		defer d.Stop()
+		<-hanging.hung
+		e.register(t, "agency-b", e.person(t), time.Date(2023, 1, 10, 0, 0, 0, 0, entitlement.CST()))
+		start := time.Now()
+		for other.count() == 0 {
+			if time.Since(start) > timeout/4 {
+				t.Fatalf("agency-b's event not delivered within %v while agency-gm's endpoint hangs", timeout/4)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("agency-b delivered %v after its event, agency-gm still hanging", time.Since(start).Round(time.Millisecond))
+		d.Stop()
+	})
+}
