@@ -73,7 +73,9 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 			entries = append(entries, indexEntry{s.key(kindSubject, subj), r.GetID()})
 		}
 	}
-	set := func(p redis.Pipeliner) { p.Set(ctx, k, encodeItem(exp, access, data), time.Duration(ttl)*time.Millisecond) }
+	set := func(p redis.Pipeliner) {
+		p.Set(ctx, k, encodeItem(exp, access, data), time.Duration(ttl)*time.Millisecond)
+	}
 	if b := s.batchOf(ctx); b != nil {
 		// The batch writes each index key once (a refresh puts an access and
 		// a refresh token of one request and one holder), before the items.
