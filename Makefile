@@ -72,6 +72,16 @@ bench-check: build
 	@for i in $$(seq $(BENCH_REPEAT)); do $(MAKE) --no-print-directory bench-load BENCH_OUT=$(BENCH_OUT)/check BENCH_TAG=-$$i || exit 1; done
 	$(BIN)/esscbench check --baseline testdata/bench-baseline.json --tolerance 0.15 $(BENCH_OUT)/check/*.json
 
+## bench-ab: this build against the esscd of BASE (a git revision), run alternately BENCH_AB_ROUNDS
+## times (BENCH_AB_SCENARIOS, BENCH_DURATION each), compared as best ratios: tells a regression from a
+## slow phase of a shared machine, which bench-check's committed baseline cannot.
+BASE               ?= HEAD~1
+BENCH_AB_ROUNDS    ?= 3
+BENCH_AB_SCENARIOS ?= qr-login,client_credentials_gm,client_credentials_intl
+.PHONY: bench-ab
+bench-ab: build
+	bash .ci/bench-ab.sh "$(BASE)" "$(BENCH_AB_ROUNDS)" "$(BENCH_AB_SCENARIOS)" "$(BENCH_DURATION)" "$(BENCH_OUT)/ab"
+
 ## fuzz: each fuzz target for FUZZTIME (longer than the smoke run in `make test`).
 fuzz:
 	bash .ci/fuzz.sh $(FUZZTIME)
