@@ -275,7 +275,23 @@ type frameBody struct {
 	Image   string `json:"image,omitempty"` // data:image/svg+xml;base64,…, only with ?image=svg
 	NextMS  int64  `json:"next_ms"`
 	Elderly bool   `json:"elderly"`
+	// Upcoming are the frames after this one, each with the time it is due
+	// (ms from now); RefreshMS is when to ask again. The page shows them on
+	// schedule: one request per UpcomingFrames+1 frames instead of one per
+	// frame (an open page asked every second). Not with ?image=svg nor in
+	// the login page itself.
+	Upcoming  []upcomingFrame `json:"upcoming,omitempty"`
+	RefreshMS int64           `json:"refresh_ms,omitempty"`
 }
+
+type upcomingFrame struct {
+	Payload string `json:"payload"`
+	AtMS    int64  `json:"at_ms"`
+}
+
+// UpcomingFrames is how many frames after the current one a frame response
+// carries.
+const UpcomingFrames = 4
 
 func (h *Handler) frame(w http.ResponseWriter, r *http.Request) {
 	v, ok := h.view(w, r)
@@ -290,7 +306,11 @@ func (h *Handler) frame(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, statusBody{State: v.State, Error: h.statusOf(v).Error})
 		return
 	}
-	fb, err := h.frameBody(v, r.URL.Query().Get("image") == "svg")
+	n, withImage := 1+UpcomingFrames, r.URL.Query().Get("image") == "svg"
+	if withImage {
+		n = 1
+	}
+	fb, err := h.frameBody(v, n, withImage)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -324,14 +344,22 @@ func (h *Handler) framePNG(w http.ResponseWriter, r *http.Request) {
 	w.Write(img)
 }
 
-func (h *Handler) frameBody(v View, withImage bool) (frameBody, error) {
-	f := h.s.CurrentFrame(v)
+// frameBody is the current frame and the n-1 frames after it.
+func (h *Handler) frameBody(v View, n int, withImage bool) (frameBody, error) {
+	fs := h.s.Frames(v, n)
 	interval := FrameInterval
 	if v.Elderly {
 		interval = ElderlyFrameInterval
 	}
-	next := v.CreatedAt.Add(time.Duration(f.Elapsed)*time.Second + interval).Sub(h.s.now())
-	fb := frameBody{Payload: f.String(), NextMS: max(next.Milliseconds(), 100), Elderly: v.Elderly}
+	now := h.s.now()
+	due := func(e int) int64 { return v.CreatedAt.Add(time.Duration(e) * time.Second).Sub(now).Milliseconds() }
+	fb := frameBody{Payload: fs[0].String(), NextMS: max(due(fs[0].Elapsed)+interval.Milliseconds(), 100), Elderly: v.Elderly}
+	for _, f := range fs[1:] {
+		fb.Upcoming = append(fb.Upcoming, upcomingFrame{Payload: f.String(), AtMS: max(due(f.Elapsed), 0)})
+	}
+	if len(fb.Upcoming) > 0 {
+		fb.RefreshMS = max(due(fs[len(fs)-1].Elapsed)+interval.Milliseconds(), 100)
+	}
 	if withImage {
 		img, err := QRSVG(fb.Payload)
 		if err != nil {
@@ -420,7 +448,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, v View) {
 		Remaining: max(int(v.ExpiresAt.Sub(h.s.now())/time.Second), 0)}
 	switch v.State {
 	case StatePending:
-		fb, err := h.frameBody(v, false)
+		fb, err := h.frameBody(v, 1, false)
 		if err != nil {
 			h.fail(w, r, err)
 			return

@@ -201,6 +201,53 @@ func runBrowserHTTP(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("ok/frames-come-five-at-a-time", func(t *testing.T) {
+		// One frame request carries the next UpcomingFrames frames with the
+		// time each is due; a scan refuses an upcoming frame before it is
+		// due (beyond the clock skew) and accepts it when it is.
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		var f struct {
+			Payload  string `json:"payload"`
+			NextMS   int64  `json:"next_ms"`
+			Upcoming []struct {
+				Payload string `json:"payload"`
+				AtMS    int64  `json:"at_ms"`
+			} `json:"upcoming"`
+			RefreshMS int64 `json:"refresh_ms"`
+		}
+		if code := b.getJSON("/frame", &f); code != 200 || len(f.Upcoming) != qrlogin.UpcomingFrames {
+			t.Fatalf("frame: %d, %d upcoming, want %d", code, len(f.Upcoming), qrlogin.UpcomingFrames)
+		}
+		cur, err := qrlogin.ParsePayload(f.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, u := range f.Upcoming {
+			p, err := qrlogin.ParsePayload(u.Payload)
+			if err != nil || p.Txn != b.txn || p.Elapsed != cur.Elapsed+i+1 {
+				t.Fatalf("upcoming %d: %+v %v (current e=%d)", i, p, err, cur.Elapsed)
+			}
+			if want := f.NextMS + int64(i)*1000; u.AtMS != want {
+				t.Fatalf("upcoming %d due at %d ms, want %d", i, u.AtMS, want)
+			}
+		}
+		if want := f.NextMS + int64(qrlogin.UpcomingFrames)*1000; f.RefreshMS != want {
+			t.Fatalf("refresh_ms %d, want %d", f.RefreshMS, want)
+		}
+		ctx := context.Background()
+		phone := qrlogin.Device{HolderID: "h-up", ECardID: "e-up", DeviceID: "d-up"}
+		last := f.Upcoming[len(f.Upcoming)-1]
+		if _, err := e.svc.Scan(ctx, phone, last.Payload); err == nil {
+			t.Fatal("a frame due in 4 s was accepted now")
+		}
+		e.clock.Advance(time.Duration(last.AtMS) * time.Millisecond)
+		if _, err := e.svc.Scan(ctx, phone, last.Payload); err != nil {
+			t.Fatalf("the frame when due: %v", err)
+		}
+	})
+
 	t.Run("fail/poll-faster-than-interval-slow-down", func(t *testing.T) {
 		lim := generous
 		lim.PollsPerTxn = 2

@@ -367,7 +367,13 @@ func (s *Service) view(t storage.QRTransaction, d txnData) View {
 }
 
 // CurrentFrame returns the frame the browser shows now.
-func (s *Service) CurrentFrame(v View) Frame {
+func (s *Service) CurrentFrame(v View) Frame { return s.Frames(v, 1)[0] }
+
+// Frames returns the frame the browser shows now and up to n-1 frames that
+// follow it, none of them due after the transaction's deadline. A frame
+// handed out early is no use early: a scan accepts a frame from the moment
+// it is due (clock skew aside) until its window ends.
+func (s *Service) Frames(v View, n int) []Frame {
 	interval := FrameInterval
 	if v.Elderly {
 		interval = ElderlyFrameInterval
@@ -378,7 +384,15 @@ func (s *Service) CurrentFrame(v View) Frame {
 		e = 0
 	}
 	e -= e % step
-	return Frame{Txn: v.Txn, Elapsed: e, MAC: frameMAC(s.cfg.FrameKey, v.Txn, e, v.Request.ClientID)}
+	out := make([]Frame, 0, max(n, 1))
+	for i := 0; i == 0 || i < n; i++ {
+		fe := e + i*step
+		if i > 0 && !v.CreatedAt.Add(time.Duration(fe)*time.Second).Before(v.ExpiresAt) {
+			break
+		}
+		out = append(out, Frame{Txn: v.Txn, Elapsed: fe, MAC: frameMAC(s.cfg.FrameKey, v.Txn, fe, v.Request.ClientID)})
+	}
+	return out
 }
 
 // SetElderly switches a pending transaction to elderly mode (large QR, 5 s

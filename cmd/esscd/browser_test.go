@@ -17,6 +17,7 @@ import (
 
 	"github.com/essc-project/essc/idp/wallet"
 	"github.com/essc-project/essc/idp/wallet/client"
+	"github.com/essc-project/essc/qrlogin"
 	"github.com/essc-project/essc/signing"
 )
 
@@ -72,9 +73,29 @@ func runBrowserLogin(t *testing.T, chromium string, s *stack) {
 	if err != nil {
 		t.Fatalf("QR screenshot: %v", err)
 	}
+	first := decodePNG(t, shot)
+	if !strings.HasPrefix(first, "essc://login?v=1&t=") {
+		t.Fatalf("QR decodes to %q", first)
+	}
+	// The QR animates from frames fetched several at a time: 2.5 s later it
+	// shows a later frame, after a single /frame request.
+	if err := chromedp.Do(ctx, chromedp.Sleep(2500*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	shot, err = chromedp.Run(ctx, chromedp.Screenshot("#qr-img"))
+	if err != nil {
+		t.Fatalf("QR screenshot: %v", err)
+	}
 	payload := decodePNG(t, shot)
-	if !strings.HasPrefix(payload, "essc://login?v=1&t=") {
-		t.Fatalf("QR decodes to %q", payload)
+	f1, err1 := qrlogin.ParsePayload(first)
+	f2, err2 := qrlogin.ParsePayload(payload)
+	if err1 != nil || err2 != nil || f2.Txn != f1.Txn || f2.Elapsed <= f1.Elapsed {
+		t.Fatalf("QR did not animate: %q then %q (%v, %v)", first, payload, err1, err2)
+	}
+	fetches, err := chromedp.Run(ctx, chromedp.Evaluate[int](
+		`performance.getEntriesByType("resource").filter(function (e) { return /\/frame$/.test(e.name); }).length`))
+	if err != nil || fetches != 1 {
+		t.Fatalf("frame requests in the first 2.8 s: %d (%v), want 1", fetches, err)
 	}
 	view, err := app.Scan(context.Background(), payload)
 	if err != nil {

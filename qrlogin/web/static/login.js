@@ -69,15 +69,24 @@
     img.hidden = false;
   }
 
+  function showFrame(payload) {
+    draw(payload);
+    if (link) link.href = payload;
+  }
+
   function nextFrame() {
     if (done || state !== "pending") return;
     fetch(base + "/frame", { credentials: "same-origin", cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (f) {
         if (!f) { setTimeout(nextFrame, 2000); return; }
-        draw(f.payload);
-        if (link) link.href = f.payload;
-        setTimeout(nextFrame, f.next_ms);
+        showFrame(f.payload);
+        // The frames after this one come with the time each is due: show
+        // them on schedule and ask again after the last.
+        (f.upcoming || []).forEach(function (u) {
+          setTimeout(function () { if (!done && state === "pending") showFrame(u.payload); }, u.at_ms);
+        });
+        setTimeout(nextFrame, f.refresh_ms || f.next_ms);
       })
       .catch(function () { setTimeout(nextFrame, 2000); });
   }
