@@ -384,8 +384,9 @@ func (s *Service) Frames(v View, n int) []Frame {
 		e = 0
 	}
 	e -= e % step
-	out := make([]Frame, 0, max(n, 1))
-	for i := 0; i == 0 || i < n; i++ {
+	n = max(n, 1)
+	out := make([]Frame, 0, n)
+	for i := range n {
 		fe := e + i*step
 		if i > 0 && !v.CreatedAt.Add(time.Duration(fe)*time.Second).Before(v.ExpiresAt) {
 			break
