@@ -344,14 +344,20 @@ func (s *Service) load(ctx context.Context, txn string) (storage.QRTransaction, 
 // BrowserView returns the transaction for the browser holding binding. A
 // wrong or missing binding reads exactly like an unknown transaction.
 func (s *Service) BrowserView(ctx context.Context, txn, binding string) (View, error) {
-	t, d, err := s.load(ctx, txn)
+	t, d, err := s.loadBound(ctx, txn, binding)
 	if err != nil {
 		return View{}, err
 	}
-	if !bindingMatches(t.BindingHash, binding) {
-		return View{}, ErrNotFound
-	}
 	return s.view(t, d), nil
+}
+
+// loadBound is load for the browser holding binding.
+func (s *Service) loadBound(ctx context.Context, txn, binding string) (storage.QRTransaction, txnData, error) {
+	t, d, err := s.load(ctx, txn)
+	if err == nil && !bindingMatches(t.BindingHash, binding) {
+		return storage.QRTransaction{}, txnData{}, ErrNotFound
+	}
+	return t, d, err
 }
 
 // view is the browser's view of transaction t with data d.
@@ -440,19 +446,28 @@ func (s *Service) Restart(ctx context.Context, txn, binding, browserIP, userAgen
 // transaction moves to consumed exactly once and the approval is returned.
 // Pending or scanned transactions return their view and no approval.
 func (s *Service) Collect(ctx context.Context, txn, binding string) (View, *Approval, error) {
-	v, err := s.BrowserView(ctx, txn, binding)
-	if err != nil || v.State != StateApproved {
-		return v, nil, err
+	t, d, err := s.loadBound(ctx, txn, binding)
+	if err != nil {
+		return View{}, nil, err
 	}
-	t, err := s.cfg.Store.RedeemQR(ctx, txn, StateApproved, StateConsumed)
+	v := s.view(t, d)
+	if v.State != StateApproved {
+		return v, nil, nil
+	}
+	r, err := s.cfg.Store.RedeemQRFrom(ctx, t, StateConsumed)
 	if err != nil {
 		if errors.Is(err, storage.ErrAlreadyUsed) || errors.Is(err, storage.ErrStateConflict) {
 			return v, nil, ErrFinished
 		}
 		return v, nil, err
 	}
-	var d txnData
-	if err := json.Unmarshal(t.Data, &d); err != nil || d.Approval == nil {
+	if !bytes.Equal(r.Data, t.Data) { // redeemed from a fresher read than ours
+		d = txnData{}
+		if err := json.Unmarshal(r.Data, &d); err != nil {
+			return v, nil, fmt.Errorf("qrlogin: stored transaction unreadable: %w", err)
+		}
+	}
+	if d.Approval == nil {
 		return v, nil, fmt.Errorf("qrlogin: approved transaction without approval")
 	}
 	v.State = StateConsumed

@@ -158,11 +158,15 @@ type QRStore interface {
 	// no mutation, except that a transaction already in state `to` returns
 	// ErrAlreadyUsed (a replay), any other state ErrStateConflict.
 	RedeemQR(ctx context.Context, id, from, to string) (QRTransaction, error)
+	// RedeemQRFrom is RedeemQR(cur.ID, cur.State, to) for a caller that has
+	// just read cur, with TransitionQRFrom's shortcut: when the stored
+	// version has moved since, it behaves exactly as RedeemQR.
+	RedeemQRFrom(ctx context.Context, cur QRTransaction, to string) (QRTransaction, error)
 	// WatchQR subscribes to wake-ups of transaction id, from any replica.
 	// The channel receives (coalesced, non-blocking) after every successful
-	// TransitionQR, TransitionQRFrom or NotifyQR; RedeemQR need not wake it
-	// (the redeemed state is the redeeming caller's: watchers stop at the
-	// state before it). It is closed when cancel is called or ctx ends.
+	// TransitionQR, TransitionQRFrom or NotifyQR; RedeemQR and RedeemQRFrom
+	// need not wake it (the redeemed state is the redeeming caller's:
+	// watchers stop at the state before it). It is closed when cancel is called or ctx ends.
 	// WatchQR returns only once the subscription is live, so the caller's
 	// protocol is: WatchQR, then GetQR, then wait. cancel is idempotent.
 	WatchQR(ctx context.Context, id string) (<-chan struct{}, func(), error)

@@ -84,6 +84,12 @@ func (s *Store) RedeemQR(ctx context.Context, id, from, to string) (storage.QRTr
 	return s.transition(ctx, id, from, to, nil, true)
 }
 
+// RedeemQRFrom implements storage.QRStore: as RedeemQR (a fresh read is
+// free under the store lock).
+func (s *Store) RedeemQRFrom(ctx context.Context, cur storage.QRTransaction, to string) (storage.QRTransaction, error) {
+	return s.RedeemQR(ctx, cur.ID, cur.State, to)
+}
+
 func (s *Store) transition(ctx context.Context, id, from, to string, mutate func(*storage.QRTransaction) error, redeem bool) (storage.QRTransaction, error) {
 	if err := ctxErr(ctx); err != nil {
 		return storage.QRTransaction{}, err

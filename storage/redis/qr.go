@@ -22,7 +22,9 @@ func (s *Store) qrChannel(id string) string { return s.p + "qrc:" + storage.Hash
 // A QR transaction is one string key: "x|v|s|" (expiry ms, version, state:
 // what the scripts compare) followed by the rest in a length-prefixed
 // binary form only Go reads (client id, binding hash, created-at, data).
-// A read is one GET; a transition one script (GET, SET, PUBLISH).
+// A read is one GET; a transition one script: from the caller's read
+// (TransitionQRFrom, RedeemQRFrom) SET … GET and PUBLISH, otherwise GET, SET
+// and PUBLISH (no PUBLISH for a redemption).
 
 func encodeQRRest(t storage.QRTransaction) []byte {
 	b := make([]byte, 0, 32+len(t.ClientID)+len(t.BindingHash)+len(t.Data))
@@ -205,11 +207,27 @@ func (s *Store) RedeemQR(ctx context.Context, id, from, to string) (storage.QRTr
 	return s.cas(ctx, id, from, to, "", nil, true)
 }
 
+// RedeemQRFrom implements storage.QRStore: one script (one SET … GET in it)
+// when nobody wrote since cur was read.
+func (s *Store) RedeemQRFrom(ctx context.Context, cur storage.QRTransaction, to string) (storage.QRTransaction, error) {
+	if !validQRState(to) {
+		return storage.QRTransaction{}, fmt.Errorf("%w: bad target state", storage.ErrInvalidArgument)
+	}
+	t, err := s.cas(ctx, cur.ID, cur.State, to, strconv.FormatInt(cur.Version, 10), &cur, true)
+	if err == errVersionMoved {
+		return s.RedeemQR(ctx, cur.ID, cur.State, to)
+	}
+	return t, err
+}
+
 var errVersionMoved = fmt.Errorf("qr version moved")
 
 func (s *Store) cas(ctx context.Context, id, from, to, version string, next *storage.QRTransaction, redeem bool) (storage.QRTransaction, error) {
 	set, x, rest, ttl := "0", int64(0), []byte(nil), int64(0)
 	if next != nil {
+		if version == "" {
+			return storage.QRTransaction{}, fmt.Errorf("%w: a whole-record transition needs the version it replaces", storage.ErrInvalidArgument)
+		}
 		set, x, rest, ttl = "1", ms(next.ExpiresAt), encodeQRRest(*next), s.ttlMS(next.ExpiresAt)
 	}
 	channel := s.qrChannel(id)

@@ -291,3 +291,78 @@ func equalParts(a, b authParts) bool {
 	}
 	return true
 }
+
+// TestQRSwapRefused: a whole-record transition swaps the record in with
+// SET … GET and puts the old one back when the check fails, so a refused
+// transition (state moved, version moved, store-clock expiry) leaves the
+// stored bytes and the TTL as they were; an accepted one that shortens the
+// expiry also shortens the TTL.
+func TestQRSwapRefused(t *testing.T) {
+	s, c := internalStore(t, "essc-test-qrswap:")
+	ctx := context.Background()
+	create := func(id string) storage.QRTransaction {
+		t.Helper()
+		c.Del(ctx, s.key(kindQR, id))
+		t.Cleanup(func() { c.Del(ctx, s.key(kindQR, id)) })
+		cur, err := s.CreateQR(ctx, storage.QRTransaction{ID: id, State: "pending", ClientID: "portal", BindingHash: []byte("bh"),
+			ExpiresAt: s.now().Add(2 * time.Minute), Data: []byte(`{"n":1}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cur
+	}
+	snapshot := func(id string) (string, time.Duration) {
+		t.Helper()
+		v, err := c.Get(ctx, s.key(kindQR, id)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v, c.PTTL(ctx, s.key(kindQR, id)).Val()
+	}
+	mutate := func(q *storage.QRTransaction) error { q.Data = []byte(`{"n":2}`); return nil }
+	for name, tc := range map[string]struct {
+		prepare func(cur storage.QRTransaction) storage.QRTransaction
+		want    error
+	}{
+		"state moved":   {func(cur storage.QRTransaction) storage.QRTransaction { cur.State = "scanned"; return cur }, storage.ErrStateConflict},
+		"version moved": {func(cur storage.QRTransaction) storage.QRTransaction { cur.Version = 9; return cur }, errVersionMoved},
+	} {
+		cur := tc.prepare(create("txn-" + name))
+		before, ttl := snapshot(cur.ID)
+		_, err := s.mutateFrom(ctx, cur, "approved", mutate)
+		if !errors.Is(err, tc.want) {
+			t.Fatalf("%s: %v, want %v", name, err, tc.want)
+		}
+		after, ttl2 := snapshot(cur.ID)
+		if after != before || ttl2 > ttl || ttl2 < ttl-5*time.Second {
+			t.Fatalf("%s: refused transition changed the record (%q → %q) or its TTL (%v → %v)", name, before, after, ttl, ttl2)
+		}
+	}
+	// Expired by the store clock but still in Redis: refused as not found,
+	// the record left alone.
+	cur := create("txn-expired")
+	before, _ := snapshot(cur.ID)
+	if _, err := s.run(ctx, "transition qr", qrCAS, []string{s.key(kindQR, cur.ID)}, ms(cur.ExpiresAt), "pending", "approved",
+		"1", "1", encodeQRRest(cur), ms(cur.ExpiresAt), 1000, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetQR(ctx, cur.ID); err != nil {
+		t.Fatalf("store-clock expiry: %v", err)
+	}
+	if after, _ := snapshot(cur.ID); after != before {
+		t.Fatalf("a transition of an expired record wrote %q", after)
+	}
+	// Accepted: the new record is stored, a shorter expiry shortens the TTL.
+	cur = create("txn-ok")
+	next, err := s.mutateFrom(ctx, cur, "scanned", func(q *storage.QRTransaction) error {
+		q.ExpiresAt = s.now().Add(30 * time.Second)
+		return nil
+	})
+	if err != nil || next.Version != 2 || next.State != "scanned" {
+		t.Fatalf("accepted transition: %+v %v", next, err)
+	}
+	got, ttl := snapshot(cur.ID)
+	if !bytes.Equal([]byte(got), encodeQR(next)) || ttl > 31*time.Second || ttl < 25*time.Second {
+		t.Fatalf("accepted transition stored %q with TTL %v", got, ttl)
+	}
+}

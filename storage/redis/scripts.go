@@ -137,20 +137,37 @@ return 1`)
 // state conflict, {3, state} version moved, {1, ”} written (whole record
 // sent) or {1, new record}; a success publishes a wake-up on the channel
 // unless it is ” (a redemption).
+//
+// With the whole record sent (a version is then always expected) the
+// script swaps it in with one SET … XX GET and checks the record it
+// replaced, putting that back (TTL untouched) when the check fails: inside
+// the script the two are atomic, and the common case costs one command
+// instead of a GET and a SET. The TTL is kept unless the expiry changed.
 var qrCAS = redis.NewScript(`
+if ARGV[5] == '1' then
+  local nv = string.format('%d', tonumber(ARGV[4]) + 1)
+  local old = redis.call('SET', KEYS[1], ARGV[7] .. '|' .. nv .. '|' .. ARGV[3] .. '|' .. ARGV[6], 'XX', 'GET', 'KEEPTTL')
+  if not old then return {0, ''} end
+  local x, v, s = string.match(old, '^(%d+)|(%d+)|([^|]*)|')
+  local res = nil
+  if not x or tonumber(x) <= tonumber(ARGV[1]) then res = {0, ''}
+  elseif s ~= ARGV[2] then res = {2, s}
+  elseif v ~= ARGV[4] then res = {3, s} end
+  if res then
+    redis.call('SET', KEYS[1], old, 'KEEPTTL')
+    return res
+  end
+  if x ~= ARGV[7] then redis.call('PEXPIRE', KEYS[1], ARGV[8]) end
+  if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], '1') end
+  return {1, ''}
+end
 local cur = redis.call('GET', KEYS[1])
 if not cur then return {0, ''} end
 local x, v, s, rest = string.match(cur, '^(%d+)|(%d+)|([^|]*)|(.*)$')
 if not x or tonumber(x) <= tonumber(ARGV[1]) then return {0, ''} end
 if s ~= ARGV[2] then return {2, s} end
 if ARGV[4] ~= '' and v ~= ARGV[4] then return {3, s} end
-local nv = string.format('%d', tonumber(v) + 1)
-if ARGV[5] == '1' then
-  redis.call('SET', KEYS[1], ARGV[7] .. '|' .. nv .. '|' .. ARGV[3] .. '|' .. ARGV[6], 'PX', ARGV[8])
-  if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], '1') end
-  return {1, ''}
-end
-local rec = x .. '|' .. nv .. '|' .. ARGV[3] .. '|' .. rest
+local rec = x .. '|' .. string.format('%d', tonumber(v) + 1) .. '|' .. ARGV[3] .. '|' .. rest
 redis.call('SET', KEYS[1], rec, 'KEEPTTL')
 if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], '1') end
 return {1, rec}`)

@@ -536,6 +536,44 @@ func testQR(t *testing.T, e *env) {
 	}
 	_, err = e.s.RedeemQR(e.ctx, "txn-1", "approved", "consumed")
 	wantErr(t, "fail/redeem twice", err, storage.ErrAlreadyUsed)
+
+	// RedeemQRFrom: from a current read, from a read whose version moved
+	// (the state still approved: redeemed from a fresh read), twice, and
+	// from a read whose state moved on.
+	for _, id := range []string{"txn-r1", "txn-r2", "txn-r3"} {
+		_, err = e.s.CreateQR(e.ctx, newQR(e, id))
+		noErr(t, "create "+id, err)
+		_, err = e.s.TransitionQR(e.ctx, id, "pending", "approved", nil)
+		noErr(t, "approve "+id, err)
+	}
+	cur, _ := e.s.GetQR(e.ctx, "txn-r1")
+	red, err := e.s.RedeemQRFrom(e.ctx, cur, "consumed")
+	noErr(t, "ok/redeem from a current read", err)
+	if got, _ := e.s.GetQR(e.ctx, "txn-r1"); red.State != "consumed" || red.Version != 3 || string(red.Data) != string(cur.Data) ||
+		got.State != "consumed" || got.Version != 3 || string(got.Data) != string(cur.Data) || string(got.BindingHash) != "bh" {
+		t.Fatalf("redeem from a current read: %+v, stored %+v", red, got)
+	}
+	_, err = e.s.RedeemQRFrom(e.ctx, cur, "consumed")
+	wantErr(t, "fail/redeem from a read twice", err, storage.ErrAlreadyUsed)
+	stale, _ = e.s.GetQR(e.ctx, "txn-r2")
+	_, err = e.s.TransitionQR(e.ctx, "txn-r2", "approved", "approved", func(q *storage.QRTransaction) error {
+		q.Data = []byte("fresher")
+		return nil
+	})
+	noErr(t, "move version of txn-r2", err)
+	red, err = e.s.RedeemQRFrom(e.ctx, stale, "consumed")
+	noErr(t, "ok/redeem from a stale read", err)
+	if red.State != "consumed" || red.Version != 4 || string(red.Data) != "fresher" {
+		t.Fatalf("redeem from a stale read: %+v", red)
+	}
+	stale, _ = e.s.GetQR(e.ctx, "txn-r3")
+	_, err = e.s.TransitionQR(e.ctx, "txn-r3", "approved", "cancelled", nil)
+	noErr(t, "cancel txn-r3", err)
+	_, err = e.s.RedeemQRFrom(e.ctx, stale, "consumed")
+	wantErr(t, "fail/redeem from a read whose state moved on", err, storage.ErrStateConflict)
+	if got, _ := e.s.GetQR(e.ctx, "txn-r3"); got.State != "cancelled" || got.Version != 3 {
+		t.Fatalf("a refused redemption wrote: %+v", got)
+	}
 	e.clock.Advance(121 * time.Second)
 	_, err = e.s.GetQR(e.ctx, "txn-1")
 	wantErr(t, "fail/expired", err, storage.ErrNotFound)
