@@ -433,6 +433,7 @@ type pageData struct {
 	Purpose   string
 	Data      []string
 	Frame     frameBody
+	Upcoming  string // JSON of Frame.Upcoming, for login.js
 	AppLink   template.URL
 	Message   string
 	CSSPath   string
@@ -448,12 +449,19 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, v View) {
 		Remaining: max(int(v.ExpiresAt.Sub(h.s.now())/time.Second), 0)}
 	switch v.State {
 	case StatePending:
-		fb, err := h.frameBody(v, 1, false)
+		// The page comes with the frames of its first seconds: a holder who
+		// scans before they run out costs no /frame request at all.
+		fb, err := h.frameBody(v, 1+UpcomingFrames, false)
 		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
-		d.Frame = fb
+		up, err := json.Marshal(fb.Upcoming)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		d.Frame, d.Upcoming = fb, string(up)
 		d.AppLink = template.URL(fb.Payload) // essc:// same-device link, our own payload only
 	case StateScanned:
 		d.Message = "已扫码，请在手机上选择与下方相同的数字并确认。"

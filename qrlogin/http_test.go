@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"image"
 	"image/png"
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -245,6 +248,55 @@ func runBrowserHTTP(t *testing.T, open opener) {
 		e.clock.Advance(time.Duration(last.AtMS) * time.Millisecond)
 		if _, err := e.svc.Scan(ctx, phone, last.Payload); err != nil {
 			t.Fatalf("the frame when due: %v", err)
+		}
+	})
+
+	t.Run("ok/page-carries-the-first-frames", func(t *testing.T) {
+		// The page itself carries the current frame and the next
+		// UpcomingFrames with their due times (what a /frame request at the
+		// same instant answers), so a scan in the first seconds needs no
+		// /frame request.
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		code, _, body := b.do("GET", "/page")
+		if code != 200 {
+			t.Fatalf("page: %d", code)
+		}
+		attr := func(name string) string {
+			i := strings.Index(body, " "+name+`="`)
+			if i < 0 {
+				t.Fatalf("page lacks %s", name)
+			}
+			rest := body[i+len(name)+3:]
+			return html.UnescapeString(rest[:strings.IndexByte(rest, '"')])
+		}
+		type upcoming []struct {
+			Payload string `json:"payload"`
+			AtMS    int64  `json:"at_ms"`
+		}
+		var onPage upcoming
+		if err := json.Unmarshal([]byte(attr("data-upcoming")), &onPage); err != nil || len(onPage) != qrlogin.UpcomingFrames {
+			t.Fatalf("data-upcoming: %d frames, %v", len(onPage), err)
+		}
+		var f struct {
+			Payload   string   `json:"payload"`
+			Upcoming  upcoming `json:"upcoming"`
+			RefreshMS int64    `json:"refresh_ms"`
+		}
+		if code := b.getJSON("/frame", &f); code != 200 {
+			t.Fatalf("frame: %d", code)
+		}
+		if attr("data-payload") != f.Payload || !reflect.DeepEqual(onPage, f.Upcoming) || attr("data-refresh-ms") != strconv.FormatInt(f.RefreshMS, 10) {
+			t.Fatalf("page frames %q %+v refresh %s, /frame %q %+v refresh %d",
+				attr("data-payload"), onPage, attr("data-refresh-ms"), f.Payload, f.Upcoming, f.RefreshMS)
+		}
+		// After a scan the page carries no frames.
+		if _, err := e.svc.Scan(context.Background(), qrlogin.Device{HolderID: "h-p", ECardID: "e-p", DeviceID: "d-p"}, f.Payload); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, body := b.do("GET", "/page"); strings.Contains(body, "data-payload") || !strings.Contains(body, `data-upcoming=""`) {
+			t.Fatalf("scanned page still carries frames")
 		}
 	})
 

@@ -25,9 +25,12 @@
 //	client_credentials_gm    gm client, private_key_jwt (SM2SM3 assertion) → SM2SM3 JWT access token
 //	client_credentials_intl  intl client, client_secret_basic → ES256 JWT access token
 //	introspect               RFC 7662 introspection of the caller's own token
-//	qr-login                 full QR login: simulated browser (authorize+PKCE, frame, status,
-//	                         complete) and simulated app (SM2 device-key proofs, scan, PIN
-//	                         confirm), code exchange with an SM2SM3 assertion, userinfo
+//	qr-login                 full QR login: simulated browser (authorize+PKCE: the QR page with
+//	                         its first frames, status, complete) and simulated app (SM2
+//	                         device-key proofs, scan, PIN confirm), code exchange with an
+//	                         SM2SM3 assertion, userinfo. The scan comes within the seconds
+//	                         the page's frames cover, so there is no /frame request (a page
+//	                         left open asks once per five frames)
 //	refresh                  refresh-token rotation (each worker logs in once by QR first)
 //	entitlement-batch        POST /entitlement/v1/status with --batch SSNs of registered beneficiaries
 //	presentation-code        app issues a 展码 and a counter client redeems it

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -123,6 +124,7 @@ type browser struct {
 	verifier string
 	state    string
 	txn      string
+	frame    string // the QR payload the page came with
 }
 
 func (e *env) newBrowser(rp *relyingParty) *browser {
@@ -165,6 +167,19 @@ func (b *browser) authorize(ctx context.Context, scope string) error {
 		return failf("bad_response", "authorize: malformed transaction attribute")
 	}
 	b.txn = rest[:j]
+	// The page carries the current frame (and the next ones, which login.js
+	// shows on schedule): a holder who scans within those seconds costs no
+	// /frame request, and the camera reads what the page draws.
+	marker = `data-payload="`
+	i = strings.Index(rest, marker)
+	if i < 0 {
+		return failf("bad_response", "authorize: no QR frame on the page")
+	}
+	rest = rest[i+len(marker):]
+	if j = strings.IndexByte(rest, '"'); j <= 0 {
+		return failf("bad_response", "authorize: malformed frame attribute")
+	}
+	b.frame = html.UnescapeString(rest[:j])
 	return nil
 }
 
@@ -204,12 +219,6 @@ func (e *env) login(ctx context.Context, rp *relyingParty, phones chan *phone, r
 	if err := rec.step("authorize", func() error { return b.authorize(ctx, scope) }); err != nil {
 		return tok, err
 	}
-	var frame struct {
-		Payload string `json:"payload"`
-	}
-	if err := rec.step("frame", func() error { return b.getJSON(ctx, "/frame", &frame) }); err != nil {
-		return tok, err
-	}
 	var p *phone
 	select {
 	case p = <-phones:
@@ -222,7 +231,7 @@ func (e *env) login(ctx context.Context, rp *relyingParty, phones chan *phone, r
 		}
 	}()
 	if err := rec.step("scan", func() error {
-		v, err := p.app.Scan(ctx, frame.Payload)
+		v, err := p.app.Scan(ctx, b.frame)
 		if err == nil && v.Txn != b.txn {
 			return failf("bad_response", "scan answered another transaction")
 		}

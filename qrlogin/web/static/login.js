@@ -74,6 +74,15 @@
     if (link) link.href = payload;
   }
 
+  // schedule shows the frames after the current one when each is due and
+  // asks for more after the last.
+  function schedule(upcoming, refreshMs) {
+    (upcoming || []).forEach(function (u) {
+      setTimeout(function () { if (!done && state === "pending") showFrame(u.payload); }, u.at_ms);
+    });
+    setTimeout(nextFrame, refreshMs);
+  }
+
   function nextFrame() {
     if (done || state !== "pending") return;
     fetch(base + "/frame", { credentials: "same-origin", cache: "no-store" })
@@ -81,12 +90,7 @@
       .then(function (f) {
         if (!f) { setTimeout(nextFrame, 2000); return; }
         showFrame(f.payload);
-        // The frames after this one come with the time each is due: show
-        // them on schedule and ask again after the last.
-        (f.upcoming || []).forEach(function (u) {
-          setTimeout(function () { if (!done && state === "pending") showFrame(u.payload); }, u.at_ms);
-        });
-        setTimeout(nextFrame, f.refresh_ms || f.next_ms);
+        schedule(f.upcoming, f.refresh_ms || f.next_ms);
       })
       .catch(function () { setTimeout(nextFrame, 2000); });
   }
@@ -106,10 +110,14 @@
   } else {
     poll();
   }
-  // The page came with the current frame's payload: draw it, fetch the next
-  // one when it is due.
-  if (img) draw(img.dataset.payload);
-  setTimeout(nextFrame, parseInt(root.dataset.nextMs, 10) || 0);
+  // The page came with the current frame and the ones after it: draw it,
+  // show the others on schedule, fetch more after the last.
+  if (img) {
+    draw(img.dataset.payload);
+    var upcoming = [];
+    try { upcoming = JSON.parse(root.dataset.upcoming || "[]") || []; } catch (e) { upcoming = []; }
+    schedule(upcoming, parseInt(root.dataset.refreshMs, 10) || parseInt(root.dataset.nextMs, 10) || 0);
+  }
   setInterval(function () {
     if (remaining > 0) { remaining--; var el = document.getElementById("remaining"); if (el) el.textContent = remaining; }
     if (remaining === 0 && state === "pending" && !done) apply({ state: "expired" });
