@@ -229,7 +229,7 @@ func (p *Provider) endLogin(ctx context.Context, l Login, notify bool) error {
 // idempotent; store outages are returned (the caller retries).
 func (p *Provider) BackchannelLogout(ctx context.Context, holderID string) error {
 	if r, ok := p.cfg.Sessions.(storage.SubjectRevoker); ok {
-		if _, err := r.RevokeSubject(ctx, SubjectHolderPrefix+holderID); err != nil {
+		if _, err := r.RevokeSubject(ctx, SubjectHolderPrefix+holderID, ""); err != nil {
 			return err
 		}
 	}
@@ -303,11 +303,12 @@ func (p *Provider) handleEvent(ctx context.Context, ev storage.Event) error {
 			p.log.WarnContext(ctx, "session store cannot revoke by subject", "seq", ev.Seq)
 			return nil
 		}
-		key := SubjectHolderPrefix + body.HolderID
-		if body.ECardID != "" {
-			key = SubjectECardPrefix + body.ECardID
+		// Everything of the holder signed in with the e-card (all of the
+		// holder's without one), and what a pre-2026-11-29 e-card index lists.
+		if _, err := r.RevokeSubject(ctx, SubjectHolderPrefix+body.HolderID, body.ECardID); err != nil || body.ECardID == "" {
+			return err
 		}
-		_, err := r.RevokeSubject(ctx, key)
+		_, err := r.RevokeSubject(ctx, SubjectECardPrefix+body.ECardID, "")
 		return err
 	default:
 		return p.BackchannelLogout(ctx, body.HolderID)

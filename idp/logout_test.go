@@ -68,6 +68,15 @@ func TestRevokeTokensEvent(t *testing.T) {
 	e := newEnv(t)
 	verifier, ch := pkcePair()
 	_, tok := e.gmToken(e.code("/gm", authorizeParams("rp-gm", gmCB, ch)), verifier, gmCB, "rp-gm")
+	// An event for another e-card of the holder leaves the token alone (the
+	// holder index is filtered by the e-card it was signed in with).
+	e.events.add(eventRevokeTokens, map[string]any{"holder_id": holderA, "ecard_id": "ecard-other"})
+	if _, err := e.p.ConsumeEvents(context.Background(), 10); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.userinfoStatus("/gm", tok["access_token"].(string)); s != http.StatusOK {
+		t.Fatalf("userinfo after tokens.revoke of another e-card: %d", s)
+	}
 	e.events.add(eventRevokeTokens, map[string]any{"holder_id": holderA, "ecard_id": ecardA})
 	if _, err := e.p.ConsumeEvents(context.Background(), 10); err != nil {
 		t.Fatal(err)

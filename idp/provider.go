@@ -185,13 +185,17 @@ func (p *Provider) LookupClient(ctx context.Context, id string) (fosite.Client, 
 // Subject index keys for storage.SubjectRevoker.RevokeSubject.
 const (
 	SubjectHolderPrefix = "holder:"
-	SubjectECardPrefix  = "ecard:"
+	// SubjectECardPrefix named a second index per e-card, written until
+	// 2026-11-29; an e-card event still revokes what such an index lists
+	// (it expires with the index horizon).
+	SubjectECardPrefix = "ecard:"
 )
 
 // TokenSubjects is the storage.SubjectsFunc of essc sessions: the tokens of a
-// holder session are indexed under "holder:<id>" and "ecard:<id>" so a card
-// event or "not me" revokes them all (client_credentials tokens: none).
-func TokenSubjects(r fosite.Requester) []string {
+// holder session are indexed under "holder:<id>" tagged with the e-card, so
+// "not me", a holder event or an e-card event (by tag) revokes them
+// (client_credentials tokens: none).
+func TokenSubjects(r fosite.Requester) []storage.Subject {
 	if r == nil {
 		return nil
 	}
@@ -199,5 +203,5 @@ func TokenSubjects(r fosite.Requester) []string {
 	if !ok || s.HolderID == "" {
 		return nil
 	}
-	return []string{SubjectHolderPrefix + s.HolderID, SubjectECardPrefix + s.ECardID}
+	return []storage.Subject{{Key: SubjectHolderPrefix + s.HolderID, Tag: s.ECardID}}
 }

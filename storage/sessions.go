@@ -82,29 +82,36 @@ type FositeStore interface {
 }
 
 // SubjectRevoker revokes by subject: card cancellation, loss and "not me"
-// (DESIGN.md §6, §7) end every token of a holder or e-card.
+// (DESIGN.md §6, §7) end every token of a holder or of one e-card.
 type SubjectRevoker interface {
 	// RevokeSubject deletes every access and refresh token whose request was
-	// indexed under subject (see SubjectsFunc) and returns how many request ids
-	// were revoked. Idempotent.
-	RevokeSubject(ctx context.Context, subject string) (int, error)
+	// indexed under subject (see SubjectsFunc) — with a non-empty tag, only
+	// those indexed with that tag — and returns how many request ids were
+	// revoked. Idempotent.
+	RevokeSubject(ctx context.Context, subject, tag string) (int, error)
 	// RevokeRequest deletes every access and refresh token of a request id
 	// (the token family). Idempotent.
 	RevokeRequest(ctx context.Context, requestID string) error
 }
 
-// SubjectsFunc returns the index keys under which the tokens of r are
-// recorded for RevokeSubject (e.g. "holder:<id>", "ecard:<id>"). Backends call
-// it on every token creation. A nil SubjectsFunc in a backend Config means
-// SessionSubject.
-type SubjectsFunc func(r fosite.Requester) []string
+// A Subject is an index under which the tokens of a request are recorded
+// for RevokeSubject (Key, e.g. "holder:<id>") and a tag kept with the entry
+// (e.g. the e-card the holder signed in with; may be empty): one index then
+// serves revoking everything of the holder and only what one e-card signed
+// in to, for one write per token instead of one per index.
+type Subject struct{ Key, Tag string }
+
+// SubjectsFunc returns the subjects under which the tokens of r are
+// recorded. Backends call it on every token creation. A nil SubjectsFunc in
+// a backend Config means SessionSubject.
+type SubjectsFunc func(r fosite.Requester) []Subject
 
 // SessionSubject indexes a request under its session's subject, if any.
-func SessionSubject(r fosite.Requester) []string {
+func SessionSubject(r fosite.Requester) []Subject {
 	if r == nil || r.GetSession() == nil || r.GetSession().GetSubject() == "" {
 		return nil
 	}
-	return []string{r.GetSession().GetSubject()}
+	return []Subject{{Key: r.GetSession().GetSubject()}}
 }
 
 // LookupClient resolves a client id when a stored request is rebuilt

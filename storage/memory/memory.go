@@ -21,7 +21,7 @@ type Config struct {
 	Lookup storage.LookupClient
 	// NewSession returns an empty session of the provider's type (required).
 	NewSession storage.NewSessionFunc
-	// Subjects lists the RevokeSubject index keys of a request; nil means
+	// Subjects lists the RevokeSubject subjects of a request; nil means
 	// storage.SessionSubject.
 	Subjects storage.SubjectsFunc
 	// RefreshGrace: 0 means storage.DefaultRefreshGrace, negative disables it.
@@ -46,7 +46,7 @@ type Store struct {
 	writes   int
 	items    map[string]*item               // fosite items by kind+hash
 	reqIdx   map[string]map[string]struct{} // request id -> token item keys
-	subjIdx  map[string]map[string]time.Time
+	subjIdx  map[string]map[string]subjEntry
 	qr       map[string]storage.QRTransaction
 	watchers map[string]map[*watcher]struct{}
 	sso      map[string]storage.SSOSession // by hash of id (ID field cleared)
@@ -89,7 +89,7 @@ func New(cfg Config) (*Store, error) {
 		log:      cfg.Logger,
 		items:    map[string]*item{},
 		reqIdx:   map[string]map[string]struct{}{},
-		subjIdx:  map[string]map[string]time.Time{},
+		subjIdx:  map[string]map[string]subjEntry{},
 		qr:       map[string]storage.QRTransaction{},
 		watchers: map[string]map[*watcher]struct{}{},
 		sso:      map[string]storage.SSOSession{},
@@ -167,8 +167,8 @@ func (s *Store) sweepLocked(now time.Time) {
 		}
 	}
 	for subj, m := range s.subjIdx {
-		for rid, exp := range m {
-			if !now.Before(exp) {
+		for rid, e := range m {
+			if !now.Before(e.exp) {
 				delete(m, rid)
 			}
 		}
@@ -239,13 +239,13 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 		}
 		m[k] = struct{}{}
 		for _, subj := range s.subjects(r) {
-			sm := s.subjIdx[subj]
+			sm := s.subjIdx[subj.Key]
 			if sm == nil {
-				sm = map[string]time.Time{}
-				s.subjIdx[subj] = sm
+				sm = map[string]subjEntry{}
+				s.subjIdx[subj.Key] = sm
 			}
-			if exp.After(sm[it.reqID]) {
-				sm[it.reqID] = exp
+			if e := sm[it.reqID]; exp.After(e.exp) {
+				sm[it.reqID] = subjEntry{exp, subj.Tag}
 			}
 		}
 	}
@@ -481,21 +481,34 @@ func (s *Store) revokeLocked(requestID string, refresh bool) {
 	}
 }
 
-// RevokeSubject deletes the tokens of every request indexed under subject.
-func (s *Store) RevokeSubject(ctx context.Context, subject string) (int, error) {
+// subjEntry is a request's entry in a subject index.
+type subjEntry struct {
+	exp time.Time // of the longest-lived token indexed
+	tag string
+}
+
+// RevokeSubject deletes the tokens of every request indexed under subject
+// (with tag, when it is not empty).
+func (s *Store) RevokeSubject(ctx context.Context, subject, tag string) (int, error) {
 	if err := ctxErr(ctx); err != nil {
 		return 0, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.subjIdx[subject]
-	delete(s.subjIdx, subject)
 	n := 0
-	for rid := range m {
+	for rid, e := range m {
+		if tag != "" && e.tag != tag {
+			continue
+		}
 		if len(s.reqIdx[rid]) > 0 {
 			n++
 		}
 		s.revokeLocked(rid, true)
+		delete(m, rid)
+	}
+	if len(m) == 0 {
+		delete(s.subjIdx, subject)
 	}
 	return n, nil
 }

@@ -62,15 +62,11 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 	if accessRaw != "" {
 		access = storage.HashKey(kindAccess, accessRaw)
 	}
-	var subjects []string
-	if index {
-		subjects = s.subjects(r)
-	}
 	var entries []indexEntry
 	if index {
-		entries = append(entries, indexEntry{s.reqKey(r.GetID()), kind + ":" + storage.HashKey(kind, raw)})
-		for _, subj := range subjects {
-			entries = append(entries, indexEntry{s.key(kindSubject, subj), r.GetID()})
+		entries = append(entries, indexEntry{s.reqKey(r.GetID()), indexMember{member: kind + ":" + storage.HashKey(kind, raw)}})
+		for _, subj := range s.subjects(r) {
+			entries = append(entries, indexEntry{s.key(kindSubject, subj.Key), indexMember{r.GetID(), subj.Tag}})
 		}
 	}
 	set := func(p redis.Pipeliner) {
@@ -91,7 +87,7 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 		// Index first: a crash between the two leaves an index entry
 		// pointing at nothing, never a token that revocation cannot find.
 		for _, e := range entries {
-			s.index(ctx, p, e.key, ttl, e.member)
+			s.index(ctx, p, e.key, ttl, e.indexMember)
 		}
 		set(p)
 	})
@@ -99,7 +95,15 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 }
 
 // indexEntry is one member of a revocation index.
-type indexEntry struct{ key, member string }
+// indexEntry is an entry of the revocation index key.
+type indexEntry struct {
+	key string
+	indexMember
+}
+
+// indexMember is a request id (subject index) or item key (request index)
+// and its tag (subject index, may be empty).
+type indexMember struct{ member, tag string }
 
 // item is a stored fosite item.
 type item struct {
@@ -334,18 +338,39 @@ func (s *Store) revoke(ctx context.Context, requestIDs []string, refresh bool) (
 	return len(hit), nil
 }
 
-// RevokeSubject deletes the tokens of every request indexed under subject.
-func (s *Store) RevokeSubject(ctx context.Context, subject string) (int, error) {
+// RevokeSubject deletes the tokens of every request indexed under subject
+// (with tag, when it is not empty).
+func (s *Store) RevokeSubject(ctx context.Context, subject, tag string) (int, error) {
 	k := s.key(kindSubject, subject)
-	rids, err := s.c.HKeys(ctx, k).Result()
+	if tag == "" {
+		rids, err := s.c.HKeys(ctx, k).Result()
+		if err != nil {
+			return 0, wrap("revoke subject", err)
+		}
+		n, err := s.revoke(ctx, rids, true)
+		if err != nil {
+			return n, err
+		}
+		return n, wrap("revoke subject: delete index", s.c.Del(ctx, k).Err())
+	}
+	all, err := s.c.HGetAll(ctx, k).Result()
 	if err != nil {
 		return 0, wrap("revoke subject", err)
+	}
+	var rids []string
+	for rid, t := range all {
+		if t == tag {
+			rids = append(rids, rid)
+		}
+	}
+	if len(rids) == 0 {
+		return 0, nil
 	}
 	n, err := s.revoke(ctx, rids, true)
 	if err != nil {
 		return n, err
 	}
-	return n, wrap("revoke subject: delete index", s.c.Del(ctx, k).Err())
+	return n, wrap("revoke subject: delete entries", s.c.HDel(ctx, k, rids...).Err())
 }
 
 // ClientAssertionJWTValid returns fosite.ErrJTIKnown for a live jti.

@@ -93,7 +93,7 @@ func TestIndexHorizon(t *testing.T) {
 	write := func(member string, ttl time.Duration) time.Duration {
 		t.Helper()
 		if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			s.index(ctx, p, key, ttl.Milliseconds(), member)
+			s.index(ctx, p, key, ttl.Milliseconds(), indexMember{member: member})
 			return nil
 		}); err != nil {
 			t.Fatal(err)

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,7 +31,7 @@ type Config struct {
 	Lookup storage.LookupClient
 	// NewSession returns an empty session of the provider's type (required).
 	NewSession storage.NewSessionFunc
-	// Subjects lists the RevokeSubject index keys of a request; nil means
+	// Subjects lists the RevokeSubject subjects of a request; nil means
 	// storage.SessionSubject.
 	Subjects storage.SubjectsFunc
 	// RefreshGrace: 0 means storage.DefaultRefreshGrace, negative disables it.
@@ -174,19 +175,19 @@ func (s *Store) ttlMS(exp time.Time) int64 {
 	return d.Milliseconds()
 }
 
-// index adds member to the revocation index key in pipeline p: a hash
-// (member -> "1"; small hashes keep Redis's compact listpack encoding) whose
-// TTL every write sets to the index horizon, at least ttlMS. Two plain
-// commands, no script: the horizon outlives every entry, so a write never
-// shortens the life of an earlier, longer-lived one.
-func (s *Store) index(ctx context.Context, p redis.Pipeliner, key string, ttlMS int64, members ...string) {
+// index adds entries to the revocation index key in pipeline p: a hash
+// (member -> tag, "1" for none; small hashes keep Redis's compact listpack
+// encoding) whose TTL every write sets to the index horizon, at least ttlMS.
+// Two plain commands, no script: the horizon outlives every entry, so a
+// write never shortens the life of an earlier, longer-lived one.
+func (s *Store) index(ctx context.Context, p redis.Pipeliner, key string, ttlMS int64, entries ...indexMember) {
 	h := s.indexTTL.Load()
 	for ttlMS > h && !s.indexTTL.CompareAndSwap(h, ttlMS) {
 		h = s.indexTTL.Load()
 	}
-	fields := make([]any, 0, 2*len(members))
-	for _, m := range members {
-		fields = append(fields, m, "1")
+	fields := make([]any, 0, 2*len(entries))
+	for _, e := range entries {
+		fields = append(fields, e.member, cmp.Or(e.tag, "1"))
 	}
 	p.HSet(ctx, key, fields...)
 	p.PExpire(ctx, key, time.Duration(max(h, ttlMS))*time.Millisecond)
@@ -253,7 +254,7 @@ type batch struct {
 
 // batchIndex is what a batch adds to one revocation index.
 type batchIndex struct {
-	members []string
+	entries []indexMember
 	ttl     int64 // ms, the longest of the entries'
 }
 
@@ -266,8 +267,8 @@ func (b *batch) addIndex(e indexEntry, ttl int64) {
 		bi = &batchIndex{}
 		b.idx[e.key] = bi
 	}
-	if !slices.Contains(bi.members, e.member) {
-		bi.members = append(bi.members, e.member)
+	if !slices.Contains(bi.entries, e.indexMember) {
+		bi.entries = append(bi.entries, e.indexMember)
 	}
 	bi.ttl = max(bi.ttl, ttl)
 }
@@ -292,7 +293,7 @@ func (s *Store) Batch(ctx context.Context) (context.Context, func(context.Contex
 		_, err := s.pipe(ctx, "flush batch", func(p redis.Pipeliner) {
 			redo = s.flushAuth(ctx, p, auth)
 			for k, bi := range idx { // indexes before the items they point to
-				s.index(ctx, p, k, bi.ttl, bi.members...)
+				s.index(ctx, p, k, bi.ttl, bi.entries...)
 			}
 			for _, op := range ops {
 				op(p)

@@ -49,7 +49,7 @@ func (s *Store) putSSO(ctx context.Context, ss storage.SSOSession) (bool, error)
 	var put *redis.Cmd
 	_, err := s.pipe(ctx, "create sso", func(p redis.Pipeliner) {
 		if ss.Subject != "" {
-			s.index(ctx, p, s.key(kindSSOSubj, ss.Subject), ttl, h)
+			s.index(ctx, p, s.key(kindSSOSubj, ss.Subject), ttl, indexMember{member: h})
 		}
 		put = putFields.EvalSha(ctx, p, rec(s.p+kindSSO+":{"+h+"}"), ms(s.now()), ttl, ss.Data,
 			"sub", ss.Subject, "ca", ms(ss.CreatedAt), "x", ms(ss.ExpiresAt))

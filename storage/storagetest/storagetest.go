@@ -78,9 +78,9 @@ func newEnv(t *testing.T, f Factory) *env {
 		Lookup:       lookup,
 		NewSession:   func() fosite.Session { return openid.NewDefaultSession() },
 		RefreshGrace: Grace,
-		Subjects: func(r fosite.Requester) []string {
+		Subjects: func(r fosite.Requester) []storage.Subject {
 			if sub := r.GetSession().GetSubject(); sub != "" {
-				return []string{"holder:" + sub}
+				return []storage.Subject{{Key: "holder:" + sub, Tag: r.GetClient().GetID()}}
 			}
 			return nil
 		},
@@ -421,10 +421,26 @@ func testRevokeSubject(t *testing.T, e *env) {
 	noErr(t, "a1 rt", e.s.CreateRefreshTokenSession(e.ctx, "a1-rt", "a1-at", a1))
 	noErr(t, "a2", e.s.CreateAccessTokenSession(e.ctx, "a2-at", a2))
 	noErr(t, "b", e.s.CreateAccessTokenSession(e.ctx, "b-at", b))
-	n, err := e.s.RevokeSubject(e.ctx, "holder:alice")
+	// By tag (the suite tags entries with the client id): only alice's bank
+	// request; then everything else of alice.
+	n, err := e.s.RevokeSubject(e.ctx, "holder:alice", "bank")
+	noErr(t, "revoke subject by tag", err)
+	if n != 1 {
+		t.Fatalf("revoked %d requests by tag, want 1", n)
+	}
+	_, err = e.s.GetAccessTokenSession(e.ctx, "a2-at", nil)
+	wantErr(t, "alice's bank token", err, storage.ErrNotFound)
+	_, err = e.s.GetAccessTokenSession(e.ctx, "a1-at", nil)
+	noErr(t, "alice's portal token kept by a revocation of another tag", err)
+	n, err = e.s.RevokeSubject(e.ctx, "holder:alice", "bank")
+	noErr(t, "revoke by tag again", err)
+	if n != 0 {
+		t.Fatalf("second revoke by tag counted %d", n)
+	}
+	n, err = e.s.RevokeSubject(e.ctx, "holder:alice", "")
 	noErr(t, "revoke subject", err)
-	if n != 2 {
-		t.Fatalf("revoked %d requests, want 2", n)
+	if n != 1 {
+		t.Fatalf("revoked %d requests, want 1", n)
 	}
 	for _, sig := range []string{"a1-at", "a2-at"} {
 		_, err := e.s.GetAccessTokenSession(e.ctx, sig, nil)
@@ -434,7 +450,7 @@ func testRevokeSubject(t *testing.T, e *env) {
 	wantErr(t, "alice refresh", err, storage.ErrNotFound)
 	_, err = e.s.GetAccessTokenSession(e.ctx, "b-at", nil)
 	noErr(t, "bob untouched", err)
-	n, err = e.s.RevokeSubject(e.ctx, "holder:alice")
+	n, err = e.s.RevokeSubject(e.ctx, "holder:alice", "")
 	noErr(t, "idempotent", err)
 	if n != 0 {
 		t.Fatalf("second revoke counted %d", n)
@@ -897,9 +913,9 @@ func testBatch(t *testing.T, e *env) {
 	noErr(t, "access token after the flush", err)
 	_, err = e.s.GetPKCERequestSession(e.ctx, "sig-b0", nil)
 	wantErr(t, "pkce after the flush", err, storage.ErrNotFound)
-	n, err := e.s.RevokeSubject(e.ctx, "holder:alice")
+	n, err := e.s.RevokeSubject(e.ctx, "holder:alice", "portal")
 	if err != nil || n != 1 {
-		t.Fatalf("the batched token is indexed: RevokeSubject = %d, %v", n, err)
+		t.Fatalf("the batched token is indexed with its tag: RevokeSubject = %d, %v", n, err)
 	}
 	ctx, flush = storage.Batch(e.ctx, e.s)
 	noErr(t, "invalidate in a batch", e.s.InvalidateAuthorizeCodeSession(ctx, "code-b"))
