@@ -73,6 +73,9 @@ func (pr *profile) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !ar.GetGrantTypes().Has("refresh_token") {
+		ctx = storage.NewGrant(ctx) // the grant's first tokens
+	}
 	resp, err := pr.oauth.NewAccessResponse(ctx, ar)
 	if err == nil {
 		err = flush(r.Context())

@@ -267,6 +267,22 @@ type Batcher interface {
 	Batch(ctx context.Context) (context.Context, func(context.Context) error)
 }
 
+type newGrantKey struct{}
+
+// NewGrant marks ctx for creating the first tokens of a grant (a code
+// exchange, a client_credentials grant: a request id no token has yet), so
+// a backend may create the grant's request index in one write instead of
+// adding to it. A wrong mark costs the backend a second round trip.
+func NewGrant(ctx context.Context) context.Context {
+	return context.WithValue(ctx, newGrantKey{}, true)
+}
+
+// IsNewGrant tells whether ctx was marked by NewGrant.
+func IsNewGrant(ctx context.Context) bool {
+	v, _ := ctx.Value(newGrantKey{}).(bool)
+	return v
+}
+
 // Batch is b.Batch when the store s is a Batcher, otherwise ctx and a flush
 // that does nothing (every write already happened).
 func Batch(ctx context.Context, s any) (context.Context, func(context.Context) error) {

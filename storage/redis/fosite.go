@@ -21,11 +21,12 @@ const (
 	kindAccess  = "at"
 	kindRefresh = "rt"
 	kindJTI     = "jti"
-	kindReq     = "req"
+	kindReqList = "rq"  // a grant's token keys, "at:…,rt:…" (string)
+	kindReq     = "req" // the same as a hash, written until 2026-11-29: read by revocations only
 	kindSubject = "sub"
 )
 
-func (s *Store) reqKey(requestID string) string { return s.key(kindReq, requestID) }
+func (s *Store) reqKey(requestID string) string { return s.key(kindReqList, requestID) }
 
 // memberKey turns a request-index member "kind:hash" into the record key.
 func (s *Store) memberKey(m string) string {
@@ -63,8 +64,9 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 		access = storage.HashKey(kindAccess, accessRaw)
 	}
 	var entries []indexEntry
+	var req *reqList
 	if index {
-		entries = append(entries, indexEntry{s.reqKey(r.GetID()), indexMember{member: kind + ":" + storage.HashKey(kind, raw)}})
+		req = &reqList{key: s.reqKey(r.GetID()), members: []string{kind + ":" + storage.HashKey(kind, raw)}, ttl: ttl, fresh: storage.IsNewGrant(ctx)}
 		for _, subj := range s.subjects(r) {
 			entries = append(entries, indexEntry{s.key(kindSubject, subj.Key), indexMember{r.GetID(), subj.Tag}})
 		}
@@ -73,9 +75,13 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 		p.Set(ctx, k, encodeItem(exp, access, data), time.Duration(ttl)*time.Millisecond)
 	}
 	if b := s.batchOf(ctx); b != nil {
-		// The batch writes each index key once (a refresh puts an access and
-		// a refresh token of one request and one holder), before the items.
+		// The batch writes each index key once (a code exchange puts an
+		// access and a refresh token of one request and one holder), before
+		// the items.
 		b.mu.Lock()
+		if req != nil {
+			b.addReq(req)
+		}
 		for _, e := range entries {
 			b.addIndex(e, ttl)
 		}
@@ -84,13 +90,58 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 		return nil
 	}
 	_, err = s.pipe(ctx, "put "+kind, func(p redis.Pipeliner) {
-		// Index first: a crash between the two leaves an index entry
-		// pointing at nothing, never a token that revocation cannot find.
+		// Indexes first: a crash between them and the item leaves an index
+		// entry pointing at nothing, never a token that revocation cannot
+		// find (except after a wrong storage.NewGrant mark, see relist).
+		if req != nil {
+			req.list(ctx, s, p)
+		}
 		for _, e := range entries {
 			s.index(ctx, p, e.key, ttl, e.indexMember)
 		}
 		set(p)
 	})
+	if err == nil && req != nil {
+		err = req.relist(ctx, s)
+	}
+	return err
+}
+
+// reqList adds members to a grant's request index, a string listing its
+// token keys. The first tokens of a grant (storage.NewGrant) create it with
+// one SET NX PX; later ones (a refresh) APPEND and reset the TTL to the
+// index horizon (two commands). Members are never removed one by one: a
+// revoked access token's entry stays until the index expires or the grant
+// is revoked (deleting a missing key is harmless).
+type reqList struct {
+	key     string
+	members []string
+	ttl     int64 // ms, the longest of the entries'
+	fresh   bool  // every put of the list was marked storage.NewGrant
+	created *redis.StatusCmd
+}
+
+func (l *reqList) list(ctx context.Context, s *Store, p redis.Pipeliner) {
+	h := time.Duration(s.horizon(l.ttl)) * time.Millisecond
+	v := strings.Join(l.members, ",")
+	if l.fresh {
+		l.created = p.SetArgs(ctx, l.key, v, redis.SetArgs{Mode: "NX", TTL: h})
+		return
+	}
+	p.Append(ctx, l.key, ","+v)
+	p.PExpire(ctx, l.key, h)
+}
+
+// relist appends, in a second round trip, when list's SET NX found an index
+// (a put marked storage.NewGrant was not the grant's first): the tokens are
+// stored by then, so a crash in between leaves them out of the index.
+func (l *reqList) relist(ctx context.Context, s *Store) error {
+	if l.created == nil || !errors.Is(l.created.Err(), redis.Nil) {
+		return nil
+	}
+	s.log.WarnContext(ctx, "redis: request index existed for a new grant; appending", "key", l.key)
+	l.fresh, l.created = false, nil
+	_, err := s.pipe(ctx, "append request index", func(p redis.Pipeliner) { l.list(ctx, s, p) })
 	return err
 }
 
@@ -288,9 +339,12 @@ func (s *Store) revoke(ctx context.Context, requestIDs []string, refresh bool) (
 	if len(requestIDs) == 0 {
 		return 0, nil
 	}
-	cmds, err := s.pipe(ctx, "revoke: read index", func(p redis.Pipeliner) {
-		for _, rid := range requestIDs {
-			p.HKeys(ctx, s.reqKey(rid))
+	lists := make([]*redis.StringCmd, len(requestIDs))
+	legacy := make([]*redis.StringSliceCmd, len(requestIDs))
+	_, err := s.pipe(ctx, "revoke: read index", func(p redis.Pipeliner) {
+		for i, rid := range requestIDs {
+			lists[i] = p.Get(ctx, s.reqKey(rid))
+			legacy[i] = p.HKeys(ctx, s.key(kindReq, rid))
 		}
 	})
 	if err != nil {
@@ -303,26 +357,19 @@ func (s *Store) revoke(ctx context.Context, requestIDs []string, refresh bool) (
 	}
 	var dels []del
 	_, err = s.pipe(ctx, "revoke: delete", func(p redis.Pipeliner) {
-		for i, c := range cmds {
-			members, _ := c.(*redis.StringSliceCmd).Result()
-			var left []any
+		for i := range requestIDs {
+			members := legacy[i].Val()
+			if v := lists[i].Val(); v != "" {
+				members = append(members, strings.Split(v, ",")...)
+			}
 			for _, k := range members {
-				if refresh || strings.HasPrefix(k, accessMark) {
+				if k != "" && (refresh || strings.HasPrefix(k, accessMark)) {
 					dels = append(dels, del{i, p.Del(ctx, s.memberKey(k))})
-				} else {
-					left = append(left, k)
 				}
 			}
-			if refresh {
+			if refresh { // two keys, two slots
 				p.Del(ctx, s.reqKey(requestIDs[i]))
-			} else if len(members) > len(left) {
-				rm := make([]string, 0, len(members)-len(left))
-				for _, k := range members {
-					if strings.HasPrefix(k, accessMark) {
-						rm = append(rm, k)
-					}
-				}
-				p.HDel(ctx, s.reqKey(requestIDs[i]), rm...)
+				p.Del(ctx, s.key(kindReq, requestIDs[i]))
 			}
 		}
 	})

@@ -366,3 +366,50 @@ func TestQRSwapRefused(t *testing.T) {
 		t.Fatalf("accepted transition stored %q with TTL %v", got, ttl)
 	}
 }
+
+// TestRequestList: a grant's first tokens create its request index with one
+// command carrying the index horizon; a refresh appends; a revocation also
+// reads an index written before 2026-11-29 (a hash under "req:").
+func TestRequestList(t *testing.T) {
+	s, c := internalStore(t, "essc-test-reqlist:")
+	ctx := context.Background()
+	key, legacy := s.reqKey("grant-1"), s.key(kindReq, "grant-1")
+	c.Del(ctx, key, legacy)
+	t.Cleanup(func() { c.Del(ctx, key, legacy) })
+	l := &reqList{key: key, members: []string{"at:a1", "rt:r1"}, ttl: time.Minute.Milliseconds(), fresh: true}
+	cmds, err := s.pipe(ctx, "test", func(p redis.Pipeliner) { l.list(ctx, s, p) })
+	if err != nil || len(cmds) != 1 {
+		t.Fatalf("first tokens: %d commands, %v", len(cmds), err)
+	}
+	if v, _ := c.Get(ctx, key).Result(); v != "at:a1,rt:r1" {
+		t.Fatalf("index %q", v)
+	}
+	if d := c.PTTL(ctx, key).Val(); d <= 59*time.Minute || d > time.Hour {
+		t.Fatalf("index TTL %v, want the 1h horizon", d)
+	}
+	l = &reqList{key: key, members: []string{"at:a2"}, ttl: time.Minute.Milliseconds()}
+	if _, err := s.pipe(ctx, "test", func(p redis.Pipeliner) { l.list(ctx, s, p) }); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.Get(ctx, key).Result(); v != "at:a1,rt:r1,at:a2" {
+		t.Fatalf("index after a refresh %q", v)
+	}
+	// The tokens themselves, and one listed only by a legacy hash index.
+	for _, k := range []string{"at:a1", "rt:r1", "at:a2", "at:old"} {
+		c.Set(ctx, s.memberKey(k), "x", time.Minute)
+		t.Cleanup(func() { c.Del(ctx, s.memberKey(k)) })
+	}
+	c.HSet(ctx, legacy, "at:old", "1")
+	n, err := s.revoke(ctx, []string{"grant-1"}, true)
+	if err != nil || n != 1 {
+		t.Fatalf("revoke: %d, %v", n, err)
+	}
+	for _, k := range []string{"at:a1", "rt:r1", "at:a2", "at:old"} {
+		if c.Exists(ctx, s.memberKey(k)).Val() != 0 {
+			t.Errorf("%s survived the revocation", k)
+		}
+	}
+	if c.Exists(ctx, key, legacy).Val() != 0 {
+		t.Error("the indexes survived the revocation")
+	}
+}

@@ -181,16 +181,22 @@ func (s *Store) ttlMS(exp time.Time) int64 {
 // Two plain commands, no script: the horizon outlives every entry, so a
 // write never shortens the life of an earlier, longer-lived one.
 func (s *Store) index(ctx context.Context, p redis.Pipeliner, key string, ttlMS int64, entries ...indexMember) {
-	h := s.indexTTL.Load()
-	for ttlMS > h && !s.indexTTL.CompareAndSwap(h, ttlMS) {
-		h = s.indexTTL.Load()
-	}
 	fields := make([]any, 0, 2*len(entries))
 	for _, e := range entries {
 		fields = append(fields, e.member, cmp.Or(e.tag, "1"))
 	}
 	p.HSet(ctx, key, fields...)
-	p.PExpire(ctx, key, time.Duration(max(h, ttlMS))*time.Millisecond)
+	p.PExpire(ctx, key, time.Duration(s.horizon(ttlMS))*time.Millisecond)
+}
+
+// horizon is the TTL (ms) an index write sets: the index horizon, raised
+// for good by an entry that lives longer.
+func (s *Store) horizon(ttlMS int64) int64 {
+	h := s.indexTTL.Load()
+	for ttlMS > h && !s.indexTTL.CompareAndSwap(h, ttlMS) {
+		h = s.indexTTL.Load()
+	}
+	return max(h, ttlMS)
 }
 
 func (s *Store) key(kind, raw string) string {
@@ -237,8 +243,12 @@ func (s *Store) pipe(ctx context.Context, op string, fill func(p redis.Pipeliner
 			}
 			continue
 		}
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return cmds, wrap(op, err)
+		if err != nil { // the first error that is not a nil reply (SET NX …)
+			for _, c := range cmds {
+				if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
+					return cmds, wrap(op, e)
+				}
+			}
 		}
 		return cmds, nil
 	}
@@ -250,6 +260,22 @@ type batch struct {
 	ops  []func(redis.Pipeliner)
 	auth map[string]*authEntry // authorization-code records by key (codes.go)
 	idx  map[string]*batchIndex
+	req  map[string]*reqList
+}
+
+// addReq merges l into the batch's list for the same request index.
+func (b *batch) addReq(l *reqList) {
+	if b.req == nil {
+		b.req = map[string]*reqList{}
+	}
+	cur := b.req[l.key]
+	if cur == nil {
+		b.req[l.key] = l
+		return
+	}
+	cur.members = append(cur.members, l.members...)
+	cur.ttl = max(cur.ttl, l.ttl)
+	cur.fresh = cur.fresh && l.fresh
 }
 
 // batchIndex is what a batch adds to one revocation index.
@@ -283,16 +309,19 @@ func (s *Store) Batch(ctx context.Context) (context.Context, func(context.Contex
 	b := &batch{}
 	return context.WithValue(ctx, batchKey{s}, b), func(ctx context.Context) error {
 		b.mu.Lock()
-		ops, auth, idx := b.ops, b.auth, b.idx
-		b.ops, b.auth, b.idx = nil, nil, nil
+		ops, auth, idx, req := b.ops, b.auth, b.idx, b.req
+		b.ops, b.auth, b.idx, b.req = nil, nil, nil, nil
 		b.mu.Unlock()
-		if len(ops) == 0 && len(auth) == 0 && len(idx) == 0 {
+		if len(ops) == 0 && len(auth) == 0 && len(idx) == 0 && len(req) == 0 {
 			return nil
 		}
 		var redo func() error
 		_, err := s.pipe(ctx, "flush batch", func(p redis.Pipeliner) {
 			redo = s.flushAuth(ctx, p, auth)
-			for k, bi := range idx { // indexes before the items they point to
+			for _, l := range req { // indexes before the items they point to
+				l.list(ctx, s, p)
+			}
+			for k, bi := range idx {
 				s.index(ctx, p, k, bi.ttl, bi.entries...)
 			}
 			for _, op := range ops {
@@ -301,6 +330,11 @@ func (s *Store) Batch(ctx context.Context) (context.Context, func(context.Contex
 		})
 		if err != nil {
 			return err
+		}
+		for _, l := range req {
+			if err := l.relist(ctx, s); err != nil {
+				return err
+			}
 		}
 		return redo()
 	}

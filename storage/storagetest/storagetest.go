@@ -413,6 +413,30 @@ func testRevokeRequest(t *testing.T, e *env) {
 	wantErr(t, "access revoked", err, storage.ErrNotFound)
 	_, err = e.s.GetAccessTokenSession(e.ctx, "at-o", nil)
 	noErr(t, "other request untouched", err)
+
+	// A grant's first tokens marked storage.NewGrant (batched, as the token
+	// endpoint does), a refresh's unmarked ones, and a wrong mark (a second
+	// "first" put of the same request): revocation finds all of them.
+	g := e.request("req-g", "portal", "a")
+	ctx, flush := storage.Batch(storage.NewGrant(e.ctx), e.s)
+	noErr(t, "first access", e.s.CreateAccessTokenSession(ctx, "g-at1", g))
+	noErr(t, "first refresh", e.s.CreateRefreshTokenSession(ctx, "g-rt1", "g-at1", g))
+	noErr(t, "flush first tokens", flush(e.ctx))
+	noErr(t, "refreshed access", e.s.CreateAccessTokenSession(e.ctx, "g-at2", g))
+	noErr(t, "wrongly marked access", e.s.CreateAccessTokenSession(storage.NewGrant(e.ctx), "g-at3", g))
+	noErr(t, "revoke access of the grant", e.s.RevokeAccessToken(e.ctx, "req-g"))
+	for _, sig := range []string{"g-at1", "g-at2", "g-at3"} {
+		_, err = e.s.GetAccessTokenSession(e.ctx, sig, nil)
+		wantErr(t, sig+" revoked", err, storage.ErrNotFound)
+	}
+	_, err = e.s.GetRefreshTokenSession(e.ctx, "g-rt1", nil)
+	noErr(t, "the grant's refresh token kept", err)
+	noErr(t, "access after a revocation", e.s.CreateAccessTokenSession(e.ctx, "g-at4", g))
+	noErr(t, "revoke the grant", e.s.RevokeRequest(e.ctx, "req-g"))
+	_, err = e.s.GetRefreshTokenSession(e.ctx, "g-rt1", nil)
+	wantErr(t, "the grant's refresh token revoked", err, storage.ErrNotFound)
+	_, err = e.s.GetAccessTokenSession(e.ctx, "g-at4", nil)
+	wantErr(t, "g-at4 revoked", err, storage.ErrNotFound)
 }
 
 func testRevokeSubject(t *testing.T, e *env) {
