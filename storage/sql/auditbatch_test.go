@@ -112,3 +112,108 @@ func TestAuditBatchChunks(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditAppendsAcrossReplicas: two registries on one PostgreSQL schema
+// (two replicas) group-commit appends concurrently while a third writer
+// appends inside registry transactions. Each committer's cached head goes
+// stale under the others' appends; its compare-and-set must then re-read
+// the head, never fork the chain: every entry is stored once, with a unique
+// seq, and the chain verifies.
+func TestAuditAppendsAcrossReplicas(t *testing.T) {
+	url := newPGSchema(t, pgURL(t))
+	secrets := testSecrets(t)
+	a, b := openWith(url, secrets)(t), openWith(url, secrets)(t)
+	ctx := context.Background()
+	const perWriter, writers, txAppends = 40, 4, 30
+	var wg sync.WaitGroup
+	var failures sync.Map
+	for _, r := range []storage.Registry{a, b} {
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range perWriter {
+					if _, err := r.AppendAudit(ctx, storage.AuditEntry{Actor: "t", Action: "qr.scanned", Target: fmt.Sprint(w, "-", i)}); err != nil {
+						failures.Store(fmt.Sprint(w, "-", i), err)
+					}
+				}
+			}()
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range txAppends {
+			err := a.Tx(ctx, func(tx storage.RegistryTx) error {
+				_, err := tx.AppendAudit(ctx, storage.AuditEntry{Actor: "t", Action: "card.lost", Target: fmt.Sprint("tx-", i)})
+				return err
+			})
+			if err != nil {
+				failures.Store(fmt.Sprint("tx-", i), err)
+			}
+		}
+	}()
+	wg.Wait()
+	failures.Range(func(k, v any) bool {
+		t.Errorf("append %v: %v", k, v)
+		return true
+	})
+	want := 2*writers*perWriter + txAppends
+	rep, err := b.VerifyAudit(ctx)
+	if err != nil || !rep.OK || rep.Entries != int64(want) {
+		t.Fatalf("chain after concurrent replicas: %+v %v (want %d entries)", rep, err, want)
+	}
+	entries, err := a.AuditEntries(ctx, 0, 10000)
+	if err != nil || len(entries) != want {
+		t.Fatalf("%d entries stored, %v", len(entries), err)
+	}
+	for i, e := range entries {
+		if e.Seq != int64(i+1) {
+			t.Fatalf("entry %d has seq %d", i, e.Seq)
+		}
+	}
+}
+
+// TestAuditCommitPaths: on PostgreSQL a replica that was the last to append
+// commits a group in one compare-and-set statement; after an append inside
+// a registry transaction (which moved the head behind the committer's back)
+// the next group fails the compare and commits in the locking transaction,
+// and the one after that compares again.
+func TestAuditCommitPaths(t *testing.T) {
+	r := openWith(newPGSchema(t, pgURL(t)), testSecrets(t))(t).(*essql.Store)
+	ctx := context.Background()
+	group := func(tag string) {
+		t.Helper()
+		_, errs := essql.FlushAuditBatch(r, []storage.AuditEntry{{Actor: "t", Action: tag, Details: []byte(`{}`), At: time.Now()}, {Actor: "t", Action: tag, Details: []byte(`{}`), At: time.Now()}})
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	paths := func(wantCAS, wantLocked int) {
+		t.Helper()
+		if cas, locked := essql.AuditCommitPaths(r); cas != wantCAS || locked != wantLocked {
+			t.Fatalf("commit paths: %d compare-and-set, %d locked; want %d, %d", cas, locked, wantCAS, wantLocked)
+		}
+	}
+	group("first") // the head is not known yet
+	paths(0, 1)
+	group("second")
+	group("third")
+	paths(2, 1)
+	if err := r.Tx(ctx, func(tx storage.RegistryTx) error {
+		_, err := tx.AppendAudit(ctx, storage.AuditEntry{Actor: "t", Action: "in-tx"})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	group("after the transaction")
+	paths(2, 2)
+	group("again")
+	paths(3, 2)
+	rep, err := r.VerifyAudit(ctx)
+	if err != nil || !rep.OK || rep.Entries != 11 {
+		t.Fatalf("chain: %+v %v", rep, err)
+	}
+}

@@ -31,3 +31,11 @@ func flushGroup[T any](c *committer[T], vs []T) ([]T, []error) {
 	}
 	return out, errs
 }
+
+// AuditCommitPaths returns how many audit chunks the PostgreSQL committer
+// committed by compare-and-set and in the locking transaction.
+func AuditCommitPaths(s *Store) (cas, locked int) {
+	s.auditCache.mu.Lock()
+	defer s.auditCache.mu.Unlock()
+	return s.auditCache.casOK, s.auditCache.locked
+}

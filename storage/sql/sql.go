@@ -47,15 +47,16 @@ const (
 // Store is the SQL registry. Create it with Open.
 type Store struct {
 	q
-	db      *dbsql.DB
-	dialect dialect
-	secrets Secrets
-	now     func() time.Time
-	log     *slog.Logger
-	stmts   *stmtCache // SQLite only; nil on PostgreSQL
-	file    string     // the SQLite database file, named in disk-full errors
-	audit   *committer[storage.AuditEntry]
-	signIns *committer[storage.SignIn]
+	db         *dbsql.DB
+	dialect    dialect
+	secrets    Secrets
+	now        func() time.Time
+	log        *slog.Logger
+	stmts      *stmtCache // SQLite only; nil on PostgreSQL
+	file       string     // the SQLite database file, named in disk-full errors
+	audit      *committer[storage.AuditEntry]
+	auditCache auditHeadCache // the PostgreSQL audit committer's head (auditbatch.go)
+	signIns    *committer[storage.SignIn]
 }
 
 var _ storage.Registry = (*Store)(nil)
