@@ -158,7 +158,19 @@ func terminal(state string) bool {
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
-	v, ok := h.view(w, r)
+	wait, _ := strconv.Atoi(r.URL.Query().Get("wait"))
+	var v View
+	var ok bool
+	var woke <-chan struct{}
+	if wait > 0 {
+		var cancel func()
+		v, woke, cancel, ok = h.watchView(w, r)
+		if ok {
+			defer cancel()
+		}
+	} else {
+		v, ok = h.view(w, r)
+	}
 	if !ok {
 		return
 	}
@@ -170,25 +182,47 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if wait, _ := strconv.Atoi(r.URL.Query().Get("wait")); wait > 0 && !terminal(v.State) {
-		if wait > 25 {
-			wait = 25
-		}
-		v = h.waitChange(r.Context(), v, h.binding(r), time.Duration(wait)*time.Second)
+	if wait > 0 && !terminal(v.State) {
+		v = h.waitChange(r.Context(), v, woke, h.binding(r), time.Duration(min(wait, 25))*time.Second)
 	}
 	writeJSON(w, http.StatusOK, h.statusOf(v))
 }
 
-// waitChange long-polls: it returns when the state changes, or after d.
-func (h *Handler) waitChange(ctx context.Context, v View, binding string, d time.Duration) View {
-	ch, cancel, err := h.s.Watch(ctx, v.Txn)
-	if err != nil {
-		return v
+// watchView subscribes to the transaction's wake-ups and then reads the
+// browser's view, so that read is the one a wait starts from: a transition
+// after it wakes the channel (reading before subscribing needed a second
+// read after). cancel ends the subscription; on failure the answer is
+// written and ok is false.
+func (h *Handler) watchView(w http.ResponseWriter, r *http.Request) (v View, woke <-chan struct{}, cancel func(), ok bool) {
+	if !validTxnID(r.PathValue("txn")) {
+		h.view(w, r) // answers as for any unknown transaction
+		return View{}, nil, nil, false
 	}
-	defer cancel()
+	woke, cancel, err := h.s.Watch(r.Context(), r.PathValue("txn"))
+	if err != nil {
+		h.fail(w, r, err)
+		return View{}, nil, nil, false
+	}
+	if v, ok = h.view(w, r); !ok {
+		cancel()
+		return View{}, nil, nil, false
+	}
+	return v, woke, cancel, true
+}
+
+// waitChange long-polls from v, read after subscribing to woke: it returns
+// when the state changes, or after d.
+func (h *Handler) waitChange(ctx context.Context, v View, woke <-chan struct{}, binding string, d time.Duration) View {
 	timer := time.NewTimer(min(d, v.ExpiresAt.Sub(h.s.now())+time.Second))
 	defer timer.Stop()
 	for {
+		select {
+		case <-woke:
+		case <-timer.C:
+			return v
+		case <-ctx.Done():
+			return v
+		}
 		nv, err := h.s.BrowserView(ctx, v.Txn, binding)
 		if err != nil {
 			return View{Txn: v.Txn, State: StateExpired}
@@ -196,23 +230,18 @@ func (h *Handler) waitChange(ctx context.Context, v View, binding string, d time
 		if nv.State != v.State {
 			return nv
 		}
-		select {
-		case <-ch:
-		case <-timer.C:
-			return nv
-		case <-ctx.Done():
-			return nv
-		}
+		v = nv
 	}
 }
 
 // events streams the state as server-sent events until it is final, the
 // transaction expires, or the server shuts down (the request context ends).
 func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
-	v, ok := h.view(w, r)
+	v, ch, cancel, ok := h.watchView(w, r)
 	if !ok {
 		return
 	}
+	defer cancel()
 	if err := h.s.allow(r.Context(), "qr:sse:"+v.Txn, h.s.cfg.Limits.StreamsPerTxn, time.Minute); err != nil {
 		h.fail(w, r, err)
 		return
@@ -223,12 +252,6 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	ch, cancel, err := h.s.Watch(ctx, v.Txn)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	defer cancel()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
@@ -238,12 +261,8 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 	defer deadline.Stop()
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
-	last := ""
+	last, nv := "", v // the first event is the read watchView made
 	for {
-		nv, err := h.s.BrowserView(ctx, v.Txn, h.binding(r))
-		if err != nil {
-			nv = View{Txn: v.Txn, State: StateExpired}
-		}
 		if key := nv.State + strconv.Itoa(nv.Number); key != last {
 			last = key
 			b, _ := json.Marshal(h.statusOf(nv))
@@ -261,6 +280,10 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 			fl.Flush()
 		case <-ctx.Done():
 			return
+		}
+		var err error
+		if nv, err = h.s.BrowserView(ctx, v.Txn, h.binding(r)); err != nil {
+			nv = View{Txn: v.Txn, State: StateExpired}
 		}
 	}
 }

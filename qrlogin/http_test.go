@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -421,6 +422,33 @@ func runBrowserHTTP(t *testing.T, open opener) {
 		}
 	})
 
+	t.Run("ok/long-poll-sees-a-scan-right-after-its-read", func(t *testing.T) {
+		// The phone scans just after the long poll read the transaction and
+		// before it starts waiting: the poll must answer on the wake-up (it
+		// subscribed before reading), not after its ten seconds.
+		e := newEnv(t, open)
+		b := e.browser(t)
+		b.open("")
+		p := b.payload()
+		rs := &scanAfterRead{Sessions: e.store, txn: b.txn}
+		rs.hook = func() {
+			if _, err := e.svc.Scan(ctx, phone, p); err != nil {
+				t.Error(err)
+			}
+		}
+		_, srvB := e.server(t, rs, generous)
+		start := time.Now()
+		resp, err := b.c.Get(srvB.URL + qrlogin.Base + b.txn + "?wait=10")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), `"state":"scanned"`) || time.Since(start) > 5*time.Second {
+			t.Fatalf("long poll after %v: %d %s", time.Since(start), resp.StatusCode, body)
+		}
+	})
+
 	t.Run("ok/browser-on-another-replica-sees-the-phone", func(t *testing.T) {
 		e := newEnv(t, open)
 		b := e.browser(t)
@@ -768,4 +796,22 @@ func decodeQRImage(t *testing.T, img image.Image) string {
 		t.Fatalf("QR not readable: %v", err)
 	}
 	return res.GetText()
+}
+
+// scanAfterRead is a session store whose first read of txn runs hook (a
+// scan) after reading: the reader holds a view the scan has already made
+// stale.
+type scanAfterRead struct {
+	storage.Sessions
+	txn  string
+	once sync.Once
+	hook func()
+}
+
+func (s *scanAfterRead) GetQR(ctx context.Context, id string) (storage.QRTransaction, error) {
+	t, err := s.Sessions.GetQR(ctx, id)
+	if id == s.txn {
+		s.once.Do(s.hook)
+	}
+	return t, err
 }
