@@ -30,7 +30,11 @@
 //	                         device-key proofs, scan, PIN confirm), code exchange with an
 //	                         SM2SM3 assertion, userinfo. The scan comes within the seconds
 //	                         the page's frames cover, so there is no /frame request (a page
-//	                         left open asks once per five frames)
+//	                         left open asks once per five frames); the browser polls once
+//	                         after the scan to learn the number
+//	qr-login-sse             the same login with the browser following the transaction over the
+//	                         page's server-sent-events stream, as login.js does (steps watch,
+//	                         scanned, approved instead of status)
 //	refresh                  refresh-token rotation (each worker logs in once by QR first)
 //	entitlement-batch        POST /entitlement/v1/status with --batch SSNs of registered beneficiaries
 //	presentation-code        app issues a 展码 and a counter client redeems it

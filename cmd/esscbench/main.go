@@ -71,16 +71,24 @@ func (c Config) phonesNeeded() int {
 	if c.Phones > 0 {
 		return c.Phones
 	}
+	// The QR scenarios run one after the other on the same phones.
+	runs := 0
+	for _, s := range c.Scenarios {
+		if s == "qr-login" || s == "qr-login-sse" {
+			runs++
+		}
+	}
+	runs = max(runs, 1)
 	if c.Requests > 0 {
 		n := c.Requests
 		for _, v := range c.Ops {
 			n = max(n, v)
 		}
-		return min(n/18+c.Workers+1, 3000)
+		return min(runs*n/18+c.Workers+1, 3000)
 	}
 	// A timed run: enough phones for up to maxLoginRate logins a second
 	// within one minute's scan window (the limit is per clock minute).
-	window := min(c.Duration, time.Minute).Seconds()
+	window := min(time.Duration(runs)*c.Duration, time.Minute).Seconds()
 	return min(max(256, 2*c.Workers, int(window*maxLoginRate/20)+c.Workers+1), 3000)
 }
 

@@ -124,7 +124,7 @@ func TestParseRunLabels(t *testing.T) {
 		t.Fatalf("--redis-addr not defaulted from --spawn-redis: %q", c.RedisAddr)
 	}
 	c, _ = parseRun(strings.Fields("--spawn --requests 1 --ops qr-login=7,refresh=4000"), io.Discard)
-	if c.Label != "embedded" || c.opsFor("qr-login") != 7 || c.opsFor("introspect") != 1 || c.phonesNeeded() != 4000/18+64+1 {
+	if c.Label != "embedded" || c.opsFor("qr-login") != 7 || c.opsFor("introspect") != 1 || c.phonesNeeded() != 2*4000/18+64+1 { // both QR scenarios run by default
 		t.Fatalf("label %q, ops %v, phones %d", c.Label, c.Ops, c.phonesNeeded())
 	}
 }
@@ -142,6 +142,8 @@ func TestPhonesNeeded(t *testing.T) {
 		{"ok/duration-many-workers", Config{Duration: time.Second, Workers: 500}, 1000},
 		{"ok/duration-8s", Config{Duration: 8 * time.Second, Workers: 16}, 8*1000/20 + 16 + 1},
 		{"ok/duration-soak-capped", Config{Duration: time.Minute, Workers: 64}, 3000},
+		{"ok/count-two-qr-scenarios", Config{Requests: 1800, Workers: 64, Scenarios: []string{"qr-login", "refresh", "qr-login-sse"}}, 200 + 64 + 1},
+		{"ok/duration-two-qr-scenarios", Config{Duration: 4 * time.Second, Workers: 16, Scenarios: []string{"qr-login", "qr-login-sse"}}, 8*1000/20 + 16 + 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.c.phonesNeeded(); got != tc.want {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html"
@@ -211,13 +213,95 @@ func (b *browser) complete(ctx context.Context) (string, error) {
 	return loc.Query().Get("code"), nil
 }
 
+// browserState is one state the browser learnt (a poll answer or an event).
+type browserState struct {
+	State  string `json:"state"`
+	Number int    `json:"number"`
+}
+
+// stream is the login page's server-sent-events stream, as login.js
+// follows it: every "state" event, in order.
+type stream struct {
+	body   io.ReadCloser
+	states chan browserState
+}
+
+// watch opens the page's event stream and reads it in the background.
+func (b *browser) watch(ctx context.Context) (*stream, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.e.base+qrlogin.Base+b.txn+"/events", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := b.c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		resp.Body.Close()
+		return nil, failf(fmt.Sprintf("http_%d", resp.StatusCode), "events")
+	}
+	s := &stream{body: resp.Body, states: make(chan browserState, 4)}
+	go func() {
+		defer close(s.states)
+		sc := bufio.NewScanner(resp.Body)
+		event := ""
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				event = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: ") && event == "state":
+				var st browserState
+				if json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &st) == nil {
+					s.states <- st
+				}
+			case line == "":
+				event = ""
+			}
+		}
+	}()
+	return s, nil
+}
+
+// until waits for the stream's next event in state want.
+func (s *stream) until(ctx context.Context, want string) (browserState, error) {
+	for {
+		select {
+		case st, ok := <-s.states:
+			if !ok {
+				return st, failf("bad_response", "event stream ended before %q", want)
+			}
+			if st.State == want {
+				return st, nil
+			}
+		case <-ctx.Done():
+			return browserState{}, ctx.Err()
+		}
+	}
+}
+
 // login runs one full QR login, timing every step on rec, and returns the
-// token answer. userinfo is called when withUserinfo is set.
-func (e *env) login(ctx context.Context, rp *relyingParty, phones chan *phone, rec *recorder, scope string, withUserinfo bool) (tokenAnswer, error) {
+// token answer. userinfo is called when withUserinfo is set. With sse the
+// browser follows the transaction over the event stream as the login page
+// does (steps watch, scanned, approved); otherwise it polls once after the
+// scan (step status).
+func (e *env) login(ctx context.Context, rp *relyingParty, phones chan *phone, rec *recorder, scope string, withUserinfo, sse bool) (tokenAnswer, error) {
 	var tok tokenAnswer
 	b := e.newBrowser(rp)
 	if err := rec.step("authorize", func() error { return b.authorize(ctx, scope) }); err != nil {
 		return tok, err
+	}
+	var events *stream
+	if sse {
+		if err := rec.step("watch", func() error {
+			var err error
+			if events, err = b.watch(ctx); err != nil {
+				return err
+			}
+			_, err = events.until(ctx, qrlogin.StatePending)
+			return err
+		}); err != nil {
+			return tok, err
+		}
+		defer events.body.Close()
 	}
 	var p *phone
 	select {
@@ -239,15 +323,22 @@ func (e *env) login(ctx context.Context, rp *relyingParty, phones chan *phone, r
 	}); err != nil {
 		return tok, err
 	}
-	var st struct {
-		State  string `json:"state"`
-		Number int    `json:"number"`
+	var st browserState
+	learn := "status"
+	if sse {
+		learn = "scanned"
 	}
-	if err := rec.step("status", func() error {
-		if err := b.getJSON(ctx, "", &st); err != nil {
+	if err := rec.step(learn, func() error {
+		var err error
+		if sse {
+			st, err = events.until(ctx, qrlogin.StateScanned)
+		} else {
+			err = b.getJSON(ctx, "", &st)
+		}
+		if err != nil {
 			return err
 		}
-		if st.State != "scanned" || st.Number == 0 {
+		if st.State != qrlogin.StateScanned || st.Number == 0 {
 			return failf("bad_response", "browser state %q after scan", st.State)
 		}
 		return nil
@@ -259,6 +350,14 @@ func (e *env) login(ctx context.Context, rp *relyingParty, phones chan *phone, r
 	}
 	phones <- p // the phone's part is done
 	p = nil
+	if sse {
+		if err := rec.step("approved", func() error {
+			_, err := events.until(ctx, qrlogin.StateApproved)
+			return err
+		}); err != nil {
+			return tok, err
+		}
+	}
 	var code string
 	if err := rec.step("complete", func() error {
 		var err error
@@ -293,7 +392,11 @@ func (e *env) login(ctx context.Context, rp *relyingParty, phones chan *phone, r
 	return tok, nil
 }
 
-func setupQRLogin(ctx context.Context, e *env) (opFunc, error) {
+func setupQRLogin(ctx context.Context, e *env) (opFunc, error) { return setupLogins(ctx, e, false) }
+
+func setupQRLoginSSE(ctx context.Context, e *env) (opFunc, error) { return setupLogins(ctx, e, true) }
+
+func setupLogins(ctx context.Context, e *env, sse bool) (opFunc, error) {
 	rp, err := e.relyingParty(ctx)
 	if err != nil {
 		return nil, err
@@ -303,7 +406,7 @@ func setupQRLogin(ctx context.Context, e *env) (opFunc, error) {
 		return nil, err
 	}
 	return func(ctx context.Context, _ int, rec *recorder) error {
-		_, err := e.login(ctx, rp, phones, rec, "openid profile essc.card", true)
+		_, err := e.login(ctx, rp, phones, rec, "openid profile essc.card", true, sse)
 		return err
 	}, nil
 }
@@ -325,7 +428,7 @@ func setupRefresh(ctx context.Context, e *env) (opFunc, error) {
 	const scope = "openid essc.card offline_access"
 	rts := make([]string, e.cfg.Workers)
 	if err := parallel(ctx, min(e.cfg.Workers, 8), len(rts), func(i int) error {
-		tok, err := e.login(ctx, rp, phones, newRecorder(), scope, false)
+		tok, err := e.login(ctx, rp, phones, newRecorder(), scope, false, false)
 		if err == nil && tok.RefreshToken == "" {
 			err = errors.New("esscbench: login with offline_access gave no refresh token")
 		}
@@ -336,7 +439,7 @@ func setupRefresh(ctx context.Context, e *env) (opFunc, error) {
 	}
 	return func(ctx context.Context, w int, rec *recorder) error {
 		if rts[w] == "" {
-			tok, err := e.login(ctx, rp, phones, newRecorder(), scope, false)
+			tok, err := e.login(ctx, rp, phones, newRecorder(), scope, false, false)
 			if err != nil {
 				return err
 			}

@@ -30,8 +30,8 @@ type scenario struct {
 }
 
 // scenarios are every scenario, in report order.
-var scenarioList = []string{"client_credentials_gm", "client_credentials_intl", "introspect", "qr-login", "refresh",
-	"entitlement-batch", "presentation-code"}
+var scenarioList = []string{"client_credentials_gm", "client_credentials_intl", "introspect", "qr-login", "qr-login-sse",
+	"refresh", "entitlement-batch", "presentation-code"}
 
 func lookupScenario(name string) (scenario, bool) {
 	one := func(*env) int { return 1 }
@@ -44,6 +44,8 @@ func lookupScenario(name string) (scenario, bool) {
 		return scenario{name, one, setupIntrospect}, true
 	case "qr-login":
 		return scenario{name, one, setupQRLogin}, true
+	case "qr-login-sse":
+		return scenario{name, one, setupQRLoginSSE}, true
 	case "refresh":
 		return scenario{name, one, setupRefresh}, true
 	case "entitlement-batch":
