@@ -4,7 +4,8 @@
 // requests per second, p50/p90/p99/max per step, errors by kind, server CPU
 // seconds per operation (delta of process_cpu_seconds_total on /metrics),
 // Redis commands per operation (INFO commandstats delta, with --redis-addr),
-// and the server's RSS. Results are printed as a table and written as JSON
+// the server's RSS, and the load tool's own CPU per operation (getrusage:
+// the load shares the machine, so server plus tool CPU bounds throughput). Results are printed as a table and written as JSON
 // and as an SVG chart (throughput and p99 per scenario).
 //
 // By default each worker starts its next operation as soon as the last one
@@ -38,6 +39,8 @@
 //	refresh                  refresh-token rotation (each worker logs in once by QR first)
 //	entitlement-batch        POST /entitlement/v1/status with --batch SSNs of registered beneficiaries
 //	presentation-code        app issues a 展码 and a counter client redeems it
+//	http-floor               GET /healthz: what one request costs the server before any
+//	                         handler work (the HTTP share of every other scenario)
 //
 // The tool refuses any target that is not a loopback address: it is a
 // measuring instrument, never a way to load someone else's server. Load is

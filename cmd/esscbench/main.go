@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +45,7 @@ type Config struct {
 	JSON, SVG     string
 	Profile       string // CPU profile file (server pprof, spawned with it)
 	ProfileOf     string // scenario to profile
+	LoadProfile   string // CPU profile file of this tool during ProfileOf
 	Reference     time.Duration
 	Timeout       time.Duration
 }
@@ -123,7 +125,8 @@ func parseRun(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.JSON, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&c.SVG, "svg", "", "write the chart (throughput and p99 per scenario) to this file")
 	fs.StringVar(&c.Profile, "profile", "", "write a server CPU profile (pprof) of one scenario to this file (needs pprof on the server; --spawn enables it)")
-	fs.StringVar(&c.ProfileOf, "profile-scenario", "client_credentials_gm", "scenario --profile covers")
+	fs.StringVar(&c.ProfileOf, "profile-scenario", "client_credentials_gm", "scenario --profile and --load-profile cover")
+	fs.StringVar(&c.LoadProfile, "load-profile", "", "write a CPU profile (pprof) of esscbench itself during one scenario to this file (what the simulated parties cost)")
 	fs.DurationVar(&c.Reference, "reference-time", 500*time.Millisecond, "time spent on each reference measurement (SM2 sign, verify)")
 	fs.DurationVar(&c.Timeout, "timeout", 30*time.Second, "per-request timeout")
 	if err := fs.Parse(args); err != nil {
@@ -236,7 +239,7 @@ func parseRun(args []string, stderr io.Writer) (Config, error) {
 			c.Ops[k] = n
 		}
 	}
-	if c.Profile != "" && !slices.Contains(c.Scenarios, c.ProfileOf) {
+	if (c.Profile != "" || c.LoadProfile != "") && !slices.Contains(c.Scenarios, c.ProfileOf) {
 		bad("--profile-scenario %q is not among --scenarios", c.ProfileOf)
 	}
 	if c.Label == "" {
@@ -421,8 +424,16 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) (*
 	for _, p := range preps {
 		log.Info("running", "scenario", p.sc.Name, "workers", cfg.Workers, "requests", cfg.Requests, "duration", cfg.Duration)
 		var prof func(context.Context)
-		if cfg.Profile != "" && p.sc.Name == cfg.ProfileOf {
-			prof = func(ctx context.Context) { captureProfile(ctx, hc, base, cfg, log) }
+		if p.sc.Name == cfg.ProfileOf && (cfg.Profile != "" || cfg.LoadProfile != "") {
+			prof = func(ctx context.Context) {
+				if cfg.LoadProfile != "" {
+					stop := profileSelf(cfg.LoadProfile, log)
+					defer func() { <-ctx.Done(); stop() }()
+				}
+				if cfg.Profile != "" {
+					captureProfile(ctx, hc, base, cfg, log)
+				}
+			}
 		}
 		res := runScenario(ctx, e, obs, p.sc.Name, p.sc.ItemsPerOp(e), p.op, prof)
 		rep.Scenarios = append(rep.Scenarios, res)
@@ -479,6 +490,27 @@ func captureProfile(ctx context.Context, hc *http.Client, base string, cfg Confi
 	}
 	if err := writeFile(cfg.Profile, func(w io.Writer) error { _, err := io.Copy(w, resp.Body); return err }); err != nil {
 		log.Warn("profile", "err", err)
+	}
+}
+
+// profileSelf starts a CPU profile of this process into path; the returned
+// func stops it and closes the file.
+func profileSelf(path string, log *slog.Logger) (stop func()) {
+	out, err := os.Create(path)
+	if err != nil {
+		log.Warn("load profile", "err", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		log.Warn("load profile", "err", err)
+		out.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := out.Close(); err != nil {
+			log.Warn("load profile", "err", err)
+		}
 	}
 }
 

@@ -82,6 +82,7 @@ func TestParseRun(t *testing.T) {
 		{name: "fail/scenario", args: "--spawn --requests 5 --scenarios qr-login,nope", errs: []string{`unknown scenario "nope"`}},
 		{name: "fail/scenario-twice", args: "--spawn --requests 5 --scenarios introspect,introspect", errs: []string{"twice"}},
 		{name: "fail/profile-scenario", args: "--spawn --requests 5 --scenarios introspect --profile p.out", errs: []string{"--profile-scenario"}},
+		{name: "fail/load-profile-scenario", args: "--spawn --requests 5 --scenarios introspect --load-profile p.out", errs: []string{"--profile-scenario"}},
 		{name: "fail/every-problem-at-once", args: "--requests 0 --workers 0 --batch 0", errs: []string{"--target or --spawn", "exactly one", "--workers", "--batch"}},
 		{name: "ok/ops", args: "--spawn --requests 5 --ops entitlement-batch=2,qr-login=9"},
 		{name: "fail/ops-unknown", args: "--spawn --requests 5 --ops nope=2", errs: []string{"--ops"}},
@@ -473,7 +474,8 @@ func TestSpawnedRun(t *testing.T) {
 	run := func(t *testing.T, extra ...string) {
 		dir := t.TempDir()
 		args := append([]string{"--spawn", "--esscd", bin, "--requests", "40", "--workers", "4", "--batch", "50",
-			"--beneficiaries", "100", "--reference-time", "50ms", "--json", filepath.Join(dir, "r.json"), "--svg", filepath.Join(dir, "r.svg")}, extra...)
+			"--beneficiaries", "100", "--reference-time", "50ms", "--json", filepath.Join(dir, "r.json"), "--svg", filepath.Join(dir, "r.svg"),
+			"--load-profile", filepath.Join(dir, "load.prof"), "--profile-scenario", "qr-login"}, extra...)
 		cfg, err := parseRun(args, io.Discard)
 		if err != nil {
 			t.Fatal(err)
@@ -488,7 +490,7 @@ func TestSpawnedRun(t *testing.T) {
 			t.Fatalf("report incomplete: %+v", rep)
 		}
 		for _, s := range rep.Scenarios {
-			if s.Ops != 40 || s.ErrorCount() != 0 || s.OpsPerSec <= 0 || s.ThroughputRatio <= 0 || s.ServerCPUMSPerOp < 0 || s.RSSMiB <= 0 || len(s.Steps) == 0 {
+			if s.Ops != 40 || s.ErrorCount() != 0 || s.OpsPerSec <= 0 || s.ThroughputRatio <= 0 || s.ServerCPUMSPerOp < 0 || s.LoadCPUMSPerOp < 0 || s.RSSMiB <= 0 || len(s.Steps) == 0 {
 				t.Errorf("%s: %+v", s.Name, s)
 			}
 			if cfg.RedisAddr != "" && s.RedisCmdsPerOp < 0 {
@@ -502,6 +504,12 @@ func TestSpawnedRun(t *testing.T) {
 		}
 		if want := "authorize scan status confirm complete token userinfo"; strings.Join(names, " ") != want {
 			t.Errorf("qr-login steps %q, want %q", names, want)
+		}
+		if fl := rep.Scenarios[scenarioIndex(rep.Scenarios, "http-floor")]; len(fl.Steps) != 1 || fl.Steps[0].Name != "healthz" {
+			t.Errorf("http-floor steps %+v, want one healthz", fl.Steps)
+		}
+		if st, err := os.Stat(filepath.Join(dir, "load.prof")); err != nil || st.Size() == 0 {
+			t.Errorf("load profile: %v", err)
 		}
 		if back, err := ReadReport(filepath.Join(dir, "r.json")); err != nil || len(back.Scenarios) != len(rep.Scenarios) {
 			t.Fatalf("JSON: %v", err)

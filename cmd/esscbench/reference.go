@@ -79,3 +79,13 @@ type referenceError string
 func (e referenceError) Error() string { return string(e) }
 
 const errReferenceVerify = referenceError("esscbench: reference SM2 signature does not verify")
+
+// selfCPU is this process's user+system CPU time (every thread; a spawned
+// esscd is a child and not counted); ok is false where unsupported.
+func selfCPU() (time.Duration, bool) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, false
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
+}

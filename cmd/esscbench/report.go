@@ -97,18 +97,18 @@ func (r *Report) WriteTable(w io.Writer) error {
 		r.Label, r.Date, r.Machine.CPUs, r.Machine.Go, r.Machine.LoadAvg, r.Reference.SM2SignNS/1e3, r.Reference.SM2SignCPUNS/1e3,
 		r.Reference.SM2VerifyNS/1e3, r.Reference.SM2VerifyCPUNS/1e3, r.Workers, rate, fmtOpt(r.IdleRSS, 1))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario / step\tops\tops/s\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tcpu ms/op\tcpu/sign\tredis/op\tRSS MiB\terrors\t")
+	fmt.Fprintln(tw, "scenario / step\tops\tops/s\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tcpu ms/op\tcpu/sign\tload cpu ms/op\tredis/op\tRSS MiB\terrors\t")
 	for _, s := range r.Scenarios {
 		rate := fmt.Sprintf("%.1f", s.OpsPerSec)
 		if s.ItemsPerOp > 1 {
 			rate += fmt.Sprintf(" (×%d)", s.ItemsPerOp)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.1f\t%s\t%.1f\t%s\t\n", s.Name, s.Ops, rate, s.ReqPerSec,
-			s.Op.P50, s.Op.P90, s.Op.P99, s.Op.Max, fmtOpt(s.ServerCPUMSPerOp, 3), s.CPURatio, fmtOpt(s.RedisCmdsPerOp, 1), s.RSSMiB,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.1f\t%s\t%s\t%.1f\t%s\t\n", s.Name, s.Ops, rate, s.ReqPerSec,
+			s.Op.P50, s.Op.P90, s.Op.P99, s.Op.Max, fmtOpt(s.ServerCPUMSPerOp, 3), s.CPURatio, fmtOpt(s.LoadCPUMSPerOp, 3), fmtOpt(s.RedisCmdsPerOp, 1), s.RSSMiB,
 			fmtErrors(s.Errors))
 		if len(s.Steps) > 1 {
 			for _, st := range s.Steps {
-				fmt.Fprintf(tw, "  %s\t%d\t\t\t%.2f\t%.2f\t%.2f\t%.2f\t\t\t\t\t\t\n", st.Name, st.Count, st.P50, st.P90, st.P99, st.Max)
+				fmt.Fprintf(tw, "  %s\t%d\t\t\t%.2f\t%.2f\t%.2f\t%.2f\t\t\t\t\t\t\t\n", st.Name, st.Count, st.P50, st.P90, st.P99, st.Max)
 			}
 		}
 	}

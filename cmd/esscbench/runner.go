@@ -30,6 +30,11 @@ type ScenarioResult struct {
 	// Redis); -1 when --redis-addr was not given.
 	RedisCmdsPerOp float64 `json:"redis_cmds_per_op"`
 	RSSMiB         float64 `json:"server_rss_mib"` // after the run
+	// LoadCPUMSPerOp is this tool's own CPU time (user+system, getrusage) per
+	// successful operation: the simulated browsers, phones and relying
+	// parties share the machine with the server, so the two together bound
+	// the throughput; -1 when not measured.
+	LoadCPUMSPerOp float64 `json:"load_cpu_ms_per_op"`
 	// ThroughputRatio is OpsPerSec × the reference SM2 sign time: operations
 	// completed per reference-sign-time. CPURatio is ServerCPU per op ÷ the
 	// reference sign CPU time: how many raw SM2 signatures' worth of server
@@ -84,6 +89,7 @@ func runScenario(ctx context.Context, e *env, obs *observer, name string, items 
 		}
 	}
 	before := obs.snap(ctx)
+	selfBefore, selfOK := selfCPU()
 	var remaining atomic.Int64
 	count := cfg.opsFor(name)
 	remaining.Store(int64(count))
@@ -130,6 +136,7 @@ func runScenario(ctx context.Context, e *env, obs *observer, name string, items 
 	}
 	work.Wait()
 	elapsed := time.Since(start)
+	selfAfter, selfOK2 := selfCPU()
 	stopProfile()
 	wg.Wait()
 	after := obs.snap(ctx)
@@ -139,7 +146,10 @@ func runScenario(ctx context.Context, e *env, obs *observer, name string, items 
 		all.merge(r)
 	}
 	res := ScenarioResult{Name: name, Workers: cfg.Workers, Ops: all.ops, Errors: maps.Clone(all.errors),
-		Seconds: round(elapsed.Seconds(), 3), ItemsPerOp: items, ServerCPUMSPerOp: -1, RedisCmdsPerOp: -1}
+		Seconds: round(elapsed.Seconds(), 3), ItemsPerOp: items, ServerCPUMSPerOp: -1, RedisCmdsPerOp: -1, LoadCPUMSPerOp: -1}
+	if selfOK && selfOK2 && all.ops > 0 {
+		res.LoadCPUMSPerOp = round((selfAfter-selfBefore).Seconds()*1000/float64(all.ops), 4)
+	}
 	requests := 0
 	for _, n := range all.order {
 		if n == "\x00op" {

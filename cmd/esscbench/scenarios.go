@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -31,7 +32,7 @@ type scenario struct {
 
 // scenarios are every scenario, in report order.
 var scenarioList = []string{"client_credentials_gm", "client_credentials_intl", "introspect", "qr-login", "qr-login-sse",
-	"refresh", "entitlement-batch", "presentation-code"}
+	"refresh", "entitlement-batch", "presentation-code", "http-floor"}
 
 func lookupScenario(name string) (scenario, bool) {
 	one := func(*env) int { return 1 }
@@ -52,6 +53,8 @@ func lookupScenario(name string) (scenario, bool) {
 		return scenario{name, func(e *env) int { return e.cfg.Batch }, setupEntitlement}, true
 	case "presentation-code":
 		return scenario{name, one, setupPresentation}, true
+	case "http-floor":
+		return scenario{name, one, setupHTTPFloor}, true
 	}
 	return scenario{}, false
 }
@@ -226,6 +229,36 @@ func setupIntrospect(ctx context.Context, e *env) (opFunc, error) {
 			}
 			if !out.Active {
 				return failf("inactive", "own live token introspected inactive")
+			}
+			return nil
+		})
+	}, nil
+}
+
+// ---- the HTTP floor ----
+
+// setupHTTPFloor measures what one request costs the server before any
+// handler work: GET /healthz through esscd's whole middleware stack, over
+// the same keep-alive connections. Its server CPU per operation times the
+// requests of a QR login is the part of that login's CPU no handler can
+// save (docs/PERFORMANCE.md compares it with the cryptographic floor).
+func setupHTTPFloor(_ context.Context, e *env) (opFunc, error) {
+	return func(ctx context.Context, _ int, rec *recorder) error {
+		return rec.step("healthz", func() error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/healthz", nil)
+			if err != nil {
+				return err
+			}
+			resp, err := e.http.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)); err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return failf(fmt.Sprintf("http_%d", resp.StatusCode), "GET /healthz")
 			}
 			return nil
 		})
