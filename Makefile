@@ -82,6 +82,12 @@ BENCH_AB_SCENARIOS ?= qr-login,client_credentials_gm,client_credentials_intl
 bench-ab: build
 	bash .ci/bench-ab.sh "$(BASE)" "$(BENCH_AB_ROUNDS)" "$(BENCH_AB_SCENARIOS)" "$(BENCH_DURATION)" "$(BENCH_OUT)/ab"
 
+## bench-floor: server CPU of one PostgreSQL statement and one Redis command on this machine
+## (pgbench, redis-benchmark; needs ESSC_TEST_DATABASE_URL and ESSC_TEST_REDIS_URL, local servers).
+.PHONY: bench-floor
+bench-floor:
+	bash .ci/db-floor.sh
+
 ## fuzz: each fuzz target for FUZZTIME (longer than the smoke run in `make test`).
 fuzz:
 	bash .ci/fuzz.sh $(FUZZTIME)
