@@ -5,7 +5,12 @@
 // seconds per operation (delta of process_cpu_seconds_total on /metrics),
 // Redis commands per operation (INFO commandstats delta, with --redis-addr),
 // the server's RSS, and the load tool's own CPU per operation (getrusage:
-// the load shares the machine, so server plus tool CPU bounds throughput). Results are printed as a table and written as JSON
+// the load shares the machine, so server plus tool CPU bounds throughput).
+// Under the table, each scenario whose cryptography is all SM2 (qr-login,
+// qr-login-sse, client_credentials_gm) gets a floor line: its SM2 operations
+// at the reference's CPU (issue 9's cryptographic floor), the server CPU as
+// a multiple of it, and — when http-floor ran too — the floor plus its
+// requests' cost before any handler work. Results are printed as a table and written as JSON
 // and as an SVG chart (throughput and p99 per scenario).
 //
 // By default each worker starts its next operation as soon as the last one

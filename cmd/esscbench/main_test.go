@@ -578,3 +578,31 @@ func TestCheckRefusesFixedRateReports(t *testing.T) {
 		t.Fatalf("Check of a fixed-rate report: %v", err)
 	}
 }
+
+func TestFloorLines(t *testing.T) {
+	ref := Reference{SM2SignNS: 26000, SM2VerifyNS: 51000, SM2SignCPUNS: 25000, SM2VerifyCPUNS: 50000}
+	r := Report{Reference: ref, Scenarios: []ScenarioResult{
+		{Name: "qr-login", OpsPerSec: 100, ReqPerSec: 700, ServerCPUMSPerOp: 2.5},
+		{Name: "client_credentials_intl", OpsPerSec: 1000, ReqPerSec: 1000, ServerCPUMSPerOp: 0.1},
+		{Name: "client_credentials_gm", OpsPerSec: 1000, ReqPerSec: 1000, ServerCPUMSPerOp: -1},
+	}}
+	for i := range r.Scenarios {
+		r.Scenarios[i].applyReference(ref)
+	}
+	if f := r.Scenarios[0].CryptoFloorMS; f != 0.2 { // 3 × 50 + 2 × 25 µs
+		t.Fatalf("qr-login crypto floor %v ms, want 0.2", f)
+	}
+	if r.Scenarios[1].CryptoFloorMS != 0 {
+		t.Fatal("fail/a floor for a scenario whose cryptography is not SM2")
+	}
+	lines := r.floorLines()
+	if len(lines) != 1 || !strings.Contains(lines[0], "floor qr-login: SM2 3 verify + 2 sign = 200 µs; server CPU 2500 µs = 12.5× that") ||
+		strings.Contains(lines[0], "http-floor") {
+		t.Fatalf("without http-floor: %q", lines)
+	}
+	r.Scenarios = append(r.Scenarios, ScenarioResult{Name: "http-floor", OpsPerSec: 20000, ReqPerSec: 20000, ServerCPUMSPerOp: 0.04})
+	lines = r.floorLines()
+	if len(lines) != 1 || !strings.Contains(lines[0], "+ 7 requests × 40 µs (http-floor) = 480 µs (2.40× the SM2 floor), server CPU 5.2× that") {
+		t.Fatalf("with http-floor: %q", lines)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -115,8 +116,41 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, l := range r.floorLines() {
+		fmt.Fprintln(w, l)
+	}
 	_, err := fmt.Fprintf(w, "server goroutines: %.0f after setup, %.0f at the end\n", r.GoroutinesStart, r.GoroutinesEnd)
 	return err
+}
+
+// floorLines relates the server CPU of each scenario with a cryptographic
+// floor to that floor and, when http-floor ran in the same report, to the
+// floor plus what its requests cost before any handler work (requests per
+// operation × http-floor's server CPU per request).
+func (r *Report) floorLines() []string {
+	httpMS := -1.0
+	for _, s := range r.Scenarios {
+		if s.Name == "http-floor" && s.ServerCPUMSPerOp > 0 {
+			httpMS = s.ServerCPUMSPerOp
+		}
+	}
+	var out []string
+	for _, s := range r.Scenarios {
+		if s.CryptoFloorMS <= 0 || s.ServerCPUMSPerOp <= 0 || s.OpsPerSec <= 0 {
+			continue
+		}
+		n := sm2Ops[s.Name]
+		l := fmt.Sprintf("floor %s: SM2 %d verify + %d sign = %.0f µs; server CPU %.0f µs = %.1f× that",
+			s.Name, n.verify, n.sign, s.CryptoFloorMS*1e3, s.ServerCPUMSPerOp*1e3, s.ServerCPUMSPerOp/s.CryptoFloorMS)
+		if httpMS > 0 {
+			reqs := math.Round(s.ReqPerSec / s.OpsPerSec)
+			both := s.CryptoFloorMS + reqs*httpMS
+			l += fmt.Sprintf("; + %.0f requests × %.0f µs (http-floor) = %.0f µs (%.2f× the SM2 floor), server CPU %.1f× that",
+				reqs, httpMS*1e3, both*1e3, both/s.CryptoFloorMS, s.ServerCPUMSPerOp/both)
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 func xmlText(s string) string {

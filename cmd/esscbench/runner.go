@@ -41,6 +41,21 @@ type ScenarioResult struct {
 	// CPU one operation costs. Both are what bench-check compares.
 	ThroughputRatio float64 `json:"throughput_ratio"`
 	CPURatio        float64 `json:"cpu_ratio"`
+	// CryptoFloorMS is the CPU of the SM2 operations one operation needs
+	// on the server (sm2Ops) at the reference's thread CPU per operation:
+	// issue 9's cryptographic floor. 0 for scenarios not in sm2Ops.
+	CryptoFloorMS float64 `json:"crypto_floor_ms,omitempty"`
+}
+
+// sm2Ops is the server's SM2 verifications and signatures per operation of
+// the scenarios whose cryptography is all SM2: a QR login verifies two
+// device proofs and the client assertion and signs the ID token and the
+// access token; a gm client_credentials token verifies the assertion and
+// signs the access token.
+var sm2Ops = map[string]struct{ verify, sign int }{
+	"qr-login":              {3, 2},
+	"qr-login-sse":          {3, 2},
+	"client_credentials_gm": {1, 1},
 }
 
 // ErrorCount is the number of failed operations.
@@ -220,6 +235,9 @@ func (r *ScenarioResult) applyReference(ref Reference) {
 	}
 	if r.ServerCPUMSPerOp > 0 {
 		r.CPURatio = round(r.ServerCPUMSPerOp*1e6/cpuRef, 3)
+	}
+	if n, ok := sm2Ops[r.Name]; ok && ref.SM2SignCPUNS > 0 && ref.SM2VerifyCPUNS > 0 {
+		r.CryptoFloorMS = round((float64(n.verify)*ref.SM2VerifyCPUNS+float64(n.sign)*ref.SM2SignCPUNS)/1e6, 4)
 	}
 }
 
