@@ -9,7 +9,11 @@
 set -euo pipefail
 db=${ESSC_TEST_DATABASE_URL:?set ESSC_TEST_DATABASE_URL}
 rd=${ESSC_TEST_REDIS_URL:?set ESSC_TEST_REDIS_URL}
-case "$db$rd" in *127.0.0.1*|*localhost*|*::1*) ;; *) echo "db-floor: loopback targets only" >&2; exit 2 ;; esac
+for u in "$db" "$rd"; do
+  case "$u" in *://127.0.0.1[:/]*|*://localhost[:/]*|*://127.0.0.1|*://localhost|*@127.0.0.1[:/]*|*@localhost[:/]*|*"[::1]"*) ;;
+    *) echo "db-floor: loopback targets only ($u)" >&2; exit 2 ;; esac
+done
+case "$rd" in redis://*@*|rediss://*) echo "db-floor: a plain redis://host[:port][/db] URL without credentials, please" >&2; exit 2 ;; esac
 pgbench=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -1)
 [ -x "$pgbench" ] || { echo "db-floor: pgbench not found" >&2; exit 2; }
 
