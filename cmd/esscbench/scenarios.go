@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -249,18 +248,7 @@ func setupHTTPFloor(_ context.Context, e *env) (opFunc, error) {
 			if err != nil {
 				return err
 			}
-			resp, err := e.http.Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			if _, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)); err != nil {
-				return err
-			}
-			if resp.StatusCode != http.StatusOK {
-				return failf(fmt.Sprintf("http_%d", resp.StatusCode), "GET /healthz")
-			}
-			return nil
+			return doJSON(e.http, req, http.StatusOK, nil)
 		})
 	}, nil
 }
