@@ -89,20 +89,27 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 		b.mu.Unlock()
 		return nil
 	}
+	var fixes []func() error
 	_, err = s.pipe(ctx, "put "+kind, func(p redis.Pipeliner) {
 		// Indexes first: a crash between them and the item leaves an index
 		// entry pointing at nothing, never a token that revocation cannot
-		// find (except after a wrong storage.NewGrant mark, see relist).
+		// find (except after a wrong storage.NewGrant mark or a subject
+		// window another replica created, see relist and indexSubject).
 		if req != nil {
 			req.list(ctx, s, p)
 		}
 		for _, e := range entries {
-			s.index(ctx, p, e.key, ttl, e.indexMember)
+			fixes = append(fixes, s.indexSubject(ctx, p, e.key, ttl, []indexMember{e.indexMember}))
 		}
 		set(p)
 	})
 	if err == nil && req != nil {
 		err = req.relist(ctx, s)
+	}
+	for _, fix := range fixes {
+		if err == nil {
+			err = fix()
+		}
 	}
 	return err
 }
@@ -382,31 +389,6 @@ func (s *Store) revoke(ctx context.Context, requestIDs []string, refresh bool) (
 		}
 	}
 	return len(hit), nil
-}
-
-// RevokeSubject deletes the tokens of every request indexed under subject
-// (with tag, when it is not empty), then exactly the entries it read: one
-// a concurrent login added in between stays.
-func (s *Store) RevokeSubject(ctx context.Context, subject, tag string) (int, error) {
-	k := s.key(kindSubject, subject)
-	all, err := s.c.HGetAll(ctx, k).Result()
-	if err != nil {
-		return 0, wrap("revoke subject", err)
-	}
-	var rids []string
-	for rid, t := range all {
-		if tag == "" || t == tag {
-			rids = append(rids, rid)
-		}
-	}
-	if len(rids) == 0 {
-		return 0, nil
-	}
-	n, err := s.revoke(ctx, rids, true)
-	if err != nil {
-		return n, err
-	}
-	return n, wrap("revoke subject: delete entries", s.c.HDel(ctx, k, rids...).Err())
 }
 
 // ClientAssertionJWTValid returns fosite.ErrJTIKnown for a live jti.

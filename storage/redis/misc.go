@@ -83,27 +83,28 @@ func (s *Store) Allow(ctx context.Context, key string, limit int, window time.Du
 	return storage.Decide(int(n), limit, now, end), nil
 }
 
-// rateMemo remembers the rate windows this process has counted in (key →
-// window end, ms), bounded: a full memo drops ended windows, then everything.
-type rateMemo struct {
+// windowMemo remembers the per-window keys this process has written (key →
+// window end, ms): rate counters, subject-index windows. Bounded: a full
+// memo drops ended windows, then everything.
+type windowMemo struct {
 	mu sync.Mutex
 	m  map[string]int64
 }
 
-const rateMemoSize = 1 << 14
+const windowMemoSize = 1 << 14
 
 // hit records k (a window ending at end) and reports whether it was there.
-func (r *rateMemo) hit(k string, end, now int64) bool {
+func (r *windowMemo) hit(k string, end, now int64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.m[k]; ok {
 		return true
 	}
-	if r.m == nil || len(r.m) >= rateMemoSize {
+	if r.m == nil || len(r.m) >= windowMemoSize {
 		if r.m != nil {
 			maps.DeleteFunc(r.m, func(_ string, e int64) bool { return e <= now })
 		}
-		if r.m == nil || len(r.m) >= rateMemoSize/2 {
+		if r.m == nil || len(r.m) >= windowMemoSize/2 {
 			r.m = make(map[string]int64)
 		}
 	}

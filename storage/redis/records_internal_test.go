@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -411,5 +412,103 @@ func TestRequestList(t *testing.T) {
 	}
 	if c.Exists(ctx, key, legacy).Val() != 0 {
 		t.Error("the indexes survived the revocation")
+	}
+}
+
+// TestSubjectWindows: a grant's subject-index entry is one command in a
+// window string that outlives it (SET NX PX for the window's first entry,
+// APPEND after, from this or another replica); revocation reads the
+// current and the previous window and the hash; entries living longer than
+// the window, or that a window string cannot hold, go to the hash.
+func TestSubjectWindows(t *testing.T) {
+	s, c := internalStore(t, "essc-test-windows:")
+	ctx := context.Background()
+	t.Cleanup(func() {
+		if keys, _ := c.Keys(ctx, "essc-test-windows:*").Result(); len(keys) > 0 {
+			c.Del(ctx, keys...)
+		}
+	})
+	w := time.Hour.Milliseconds()
+	now := (time.Now().UnixMilli()/w)*w + w - 1000 // a second before a window ends
+	s.now = func() time.Time { return time.UnixMilli(now) }
+	other, _ := internalStore(t, "essc-test-windows:") // a second replica: nothing remembered
+	other.now = s.now
+	key := s.key(kindSubject, "holder:h1")
+	write := func(st *Store, key, rid, tag string, ttl time.Duration) {
+		t.Helper()
+		var fix func() error
+		if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			fix = st.indexSubject(ctx, p, key, ttl.Milliseconds(), []indexMember{{rid, tag}})
+			return nil
+		}); err != nil && !errors.Is(err, redis.Nil) { // SET NX found the window
+			t.Fatal(err)
+		}
+		if err := fix(); err != nil {
+			t.Fatal(err)
+		}
+		// every grant has a token to revoke: its request index and one item
+		m := "at:" + strings.ReplaceAll(rid, ",", "_")
+		c.Set(ctx, s.reqKey(rid), m, time.Hour)
+		c.Set(ctx, s.memberKey(m), "token", time.Hour)
+	}
+	window := func(key string) string {
+		t.Helper()
+		wk, _ := s.subjectWindow(key, now)
+		v, err := c.Get(ctx, wk).Result()
+		if err != nil {
+			t.Fatalf("window string: %v", err)
+		}
+		if d, _ := c.PTTL(ctx, wk).Result(); d < time.Hour || d > time.Hour+2*time.Second {
+			t.Fatalf("window TTL %v, want the window's remaining second plus 1h", d)
+		}
+		return v
+	}
+
+	write(s, key, "r1", "e1", 30*time.Minute)
+	write(other, key, "r2", "e2", time.Hour) // SET NX finds it: appends
+	write(s, key, "r3", "e1", time.Minute)    // remembered: APPEND
+	if v := window(key); v != "r1 e1,r2 e2,r3 e1," {
+		t.Fatalf("window string %q", v)
+	}
+	write(s, key, "r4", "e1", 2*time.Hour) // outlives the window: the hash
+	write(s, key, "r,5", "e1", time.Minute)
+	if v := window(key); v != "r1 e1,r2 e2,r3 e1," {
+		t.Fatalf("window string %q after the long-lived and the odd entry", v)
+	}
+	if n, _ := c.HLen(ctx, key).Result(); n != 2 {
+		t.Fatalf("hash holds %d entries, want r4 and r,5", n)
+	}
+	// A remembered window string that is gone: APPEND creates it, then PEXPIRE.
+	key2 := s.key(kindSubject, "holder:h2")
+	write(s, key2, "q1", "e1", time.Minute)
+	wk2, _ := s.subjectWindow(key2, now)
+	c.Del(ctx, wk2)
+	write(s, key2, "q2", "e1", time.Minute)
+	if v := window(key2); v != "q2 e1," {
+		t.Fatalf("recreated window string %q", v)
+	}
+
+	// An hour later (the next window) both windows are still read: the
+	// entries written in the previous one are found; the tag selects.
+	now += w
+	n, err := s.RevokeSubject(ctx, "holder:h1", "e2")
+	if err != nil || n != 1 {
+		t.Fatalf("revoke tag e2 a window later: %d, %v", n, err)
+	}
+	if c.Exists(ctx, s.memberKey("at:r2")).Val() != 0 || c.Exists(ctx, s.memberKey("at:r1")).Val() != 1 {
+		t.Fatal("revoking tag e2 must delete r2's token only")
+	}
+	n, err = other.RevokeSubject(ctx, "holder:h1", "")
+	if err != nil || n != 4 { // r1, r3 (window), r4 and r,5 (hash)
+		t.Fatalf("revoke all: %d, %v", n, err)
+	}
+	if n, _ := c.HLen(ctx, key).Result(); n != 0 {
+		t.Fatalf("the hash entries revoked stay: %d", n)
+	}
+	// Two windows later nothing written before is read (it has expired).
+	write(s, key, "r6", "e1", time.Minute)
+	now += 2 * w
+	if n, err := s.RevokeSubject(ctx, "holder:h1", ""); err != nil || n != 0 {
+		t.Fatalf("revoke two windows later: %d, %v", n, err)
 	}
 }

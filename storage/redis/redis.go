@@ -69,7 +69,9 @@ type Store struct {
 	indexTTL atomic.Int64 // ms; only grows (index)
 	log      *slog.Logger
 	hub      *hub
-	rates    rateMemo
+	rates    windowMemo
+	window   int64      // ms: the subject index's window, IndexTTL as configured (index.go)
+	windows  windowMemo // subject-index windows this process wrote
 }
 
 var _ storage.Sessions = (*Store)(nil)
@@ -112,6 +114,7 @@ func New(cfg Config) (*Store, error) {
 	if cfg.IndexTTL <= 0 {
 		s.indexTTL.Store(s.fallback.Milliseconds())
 	}
+	s.window = s.indexTTL.Load()
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -278,7 +281,7 @@ func (b *batch) addReq(l *reqList) {
 	cur.fresh = cur.fresh && l.fresh
 }
 
-// batchIndex is what a batch adds to one revocation index.
+// batchIndex is what a batch adds to one subject index.
 type batchIndex struct {
 	entries []indexMember
 	ttl     int64 // ms, the longest of the entries'
@@ -316,13 +319,14 @@ func (s *Store) Batch(ctx context.Context) (context.Context, func(context.Contex
 			return nil
 		}
 		var redo func() error
+		var fixes []func() error
 		_, err := s.pipe(ctx, "flush batch", func(p redis.Pipeliner) {
 			redo = s.flushAuth(ctx, p, auth)
 			for _, l := range req { // indexes before the items they point to
 				l.list(ctx, s, p)
 			}
 			for k, bi := range idx {
-				s.index(ctx, p, k, bi.ttl, bi.entries...)
+				fixes = append(fixes, s.indexSubject(ctx, p, k, bi.ttl, bi.entries))
 			}
 			for _, op := range ops {
 				op(p)
@@ -333,6 +337,11 @@ func (s *Store) Batch(ctx context.Context) (context.Context, func(context.Contex
 		}
 		for _, l := range req {
 			if err := l.relist(ctx, s); err != nil {
+				return err
+			}
+		}
+		for _, fix := range fixes {
+			if err := fix(); err != nil {
 				return err
 			}
 		}
