@@ -174,7 +174,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := h.s.allow(r.Context(), "qr:poll:"+v.Txn, h.s.cfg.Limits.PollsPerTxn, PollInterval); err != nil {
+	if err := h.s.allowTxn(r.Context(), "qr:poll:"+v.Txn, h.s.cfg.Limits.PollsPerTxn, PollInterval); err != nil {
 		if errors.Is(err, ErrRateLimited) {
 			writeJSON(w, http.StatusBadRequest, statusBody{State: v.State, Error: "slow_down", Interval: int(PollInterval/time.Second) + 1})
 			return
@@ -242,7 +242,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	if err := h.s.allow(r.Context(), "qr:sse:"+v.Txn, h.s.cfg.Limits.StreamsPerTxn, time.Minute); err != nil {
+	if err := h.s.allowTxn(r.Context(), "qr:sse:"+v.Txn, h.s.cfg.Limits.StreamsPerTxn, time.Minute); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -321,7 +321,7 @@ func (h *Handler) frame(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := h.s.allow(r.Context(), "qr:frame:"+v.Txn, h.s.cfg.Limits.FramesPerTxn, time.Minute); err != nil {
+	if err := h.s.allowTxn(r.Context(), "qr:frame:"+v.Txn, h.s.cfg.Limits.FramesPerTxn, time.Minute); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -348,7 +348,7 @@ func (h *Handler) framePNG(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := h.s.allow(r.Context(), "qr:frame:"+v.Txn, h.s.cfg.Limits.FramesPerTxn, time.Minute); err != nil {
+	if err := h.s.allowTxn(r.Context(), "qr:frame:"+v.Txn, h.s.cfg.Limits.FramesPerTxn, time.Minute); err != nil {
 		h.fail(w, r, err)
 		return
 	}

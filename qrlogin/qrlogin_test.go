@@ -144,8 +144,13 @@ func newEnvLimits(t *testing.T, open opener, limits qrlogin.Limits) *env {
 // server starts one replica: a Service on store with its HTTP handler and
 // a stand-in /authorize that starts a login.
 func (e *env) server(t *testing.T, store storage.Sessions, limits qrlogin.Limits) (*qrlogin.Service, *httptest.Server) {
+	return e.serverLocal(t, store, limits, nil)
+}
+
+// serverLocal is server with the per-transaction limits counted in local.
+func (e *env) serverLocal(t *testing.T, store storage.Sessions, limits qrlogin.Limits, local storage.RateLimiter) (*qrlogin.Service, *httptest.Server) {
 	svc, err := qrlogin.New(qrlogin.Config{Store: store, Holders: e.h, Completer: e.c, Observer: e.obs, FrameKey: frameKey,
-		Now: e.clock.Now, Limits: limits})
+		Now: e.clock.Now, Limits: limits, Local: local})
 	if err != nil {
 		t.Fatal(err)
 	}

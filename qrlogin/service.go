@@ -190,6 +190,14 @@ type Config struct {
 	ClientIP func(*http.Request) string
 	// Limits; zero values take the defaults in DefaultLimits.
 	Limits Limits
+	// Local counts the per-transaction limits (PollsPerTxn, FramesPerTxn,
+	// StreamsPerTxn) in this process; nil means Store. They pace the one
+	// browser that holds the transaction's binding cookie, so a count per
+	// replica is enough (a browser whose requests are spread over N
+	// replicas gets at most N times the pace) and keeps a store command off
+	// every poll and frame of a waiting page. The per-IP and per-device
+	// limits are always counted in Store, shared by every replica.
+	Local  storage.RateLimiter
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -261,6 +269,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = remoteHost
+	}
+	if cfg.Local == nil {
+		cfg.Local = cfg.Store
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, now: cfg.Now}
 	if s.log == nil {
@@ -497,9 +508,18 @@ func (s *Service) Watch(ctx context.Context, txn string) (<-chan struct{}, func(
 	return s.cfg.Store.WatchQR(ctx, txn)
 }
 
-// Allow applies one of the service's rate limits to key.
+// allow applies one of the shared rate limits (per IP, per device) to key.
 func (s *Service) allow(ctx context.Context, key string, limit int, window time.Duration) error {
-	d, err := s.cfg.Store.Allow(ctx, key, limit, window)
+	return limited(s.cfg.Store.Allow(ctx, key, limit, window))
+}
+
+// allowTxn applies one of the per-transaction limits, counted in this
+// process (Config.Local).
+func (s *Service) allowTxn(ctx context.Context, key string, limit int, window time.Duration) error {
+	return limited(s.cfg.Local.Allow(ctx, key, limit, window))
+}
+
+func limited(d storage.RateDecision, err error) error {
 	if err != nil {
 		return err
 	}

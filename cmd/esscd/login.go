@@ -17,6 +17,7 @@ import (
 	"github.com/essc-project/essc/idp/wallet"
 	"github.com/essc-project/essc/qrlogin"
 	"github.com/essc-project/essc/storage"
+	"github.com/essc-project/essc/storage/memory"
 )
 
 // This file adapts qrlogin (which never imports idp) to the provider: the
@@ -45,12 +46,17 @@ var (
 // loginStep builds the QR-Link v1 login step.
 func (a *app) loginStep() (idp.LoginStep, error) {
 	b := &qrBridge{a: a}
+	local, err := a.localLimits()
+	if err != nil {
+		return nil, err
+	}
 	qr, err := qrlogin.New(qrlogin.Config{
 		Store: a.sessions, Holders: b, Completer: b, Consent: b, Observer: b,
 		FrameKey:      derive(a.secrets.TokenKey, "essc qr-link v1 frame key"),
 		SecureCookies: a.secureCookies(),
 		ClientIP:      a.clientIP,
 		Limits:        qrlogin.Limits{TxnPerIP: a.cfg.QR.TxnPerIPPerMinute},
+		Local:         local,
 		Now:           a.now,
 		Logger:        a.log,
 	})
@@ -60,6 +66,16 @@ func (a *app) loginStep() (idp.LoginStep, error) {
 	b.qr, b.h = qr, qr.Handler()
 	a.qr = b
 	return b, nil
+}
+
+// localLimits counts the QR transactions' per-transaction limits in this
+// replica: in the session store when that is in memory, else in a memory
+// store of their own (qrlogin.Config.Local).
+func (a *app) localLimits() (storage.RateLimiter, error) {
+	if _, ok := a.sessions.(*memory.Store); ok {
+		return nil, nil
+	}
+	return memory.New(memory.Config{Now: a.now, Lookup: a.lookupClient, NewSession: idp.NewSession, Logger: a.log})
 }
 
 // secureCookies is true unless the issuer is plain http on loopback (the
