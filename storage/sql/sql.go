@@ -196,10 +196,10 @@ func (s *Store) Close() error {
 // through the statement cache where there is one.
 func (s *Store) querier(tx *dbsql.Tx) querier {
 	switch {
-	case tx != nil:
-		return tx // statements inside a transaction are not cached (stmtcache.go)
 	case s.stmts != nil:
-		return cachedQuerier{c: s.stmts, db: s.db}
+		return cachedQuerier{c: s.stmts, db: s.db, tx: tx}
+	case tx != nil:
+		return tx
 	default:
 		return s.db
 	}
