@@ -466,7 +466,7 @@ func TestSubjectWindows(t *testing.T) {
 
 	write(s, key, "r1", "e1", 30*time.Minute)
 	write(other, key, "r2", "e2", time.Hour) // SET NX finds it: appends
-	write(s, key, "r3", "e1", time.Minute)    // remembered: APPEND
+	write(s, key, "r3", "e1", time.Minute)   // remembered: APPEND
 	if v := window(key); v != "r1 e1,r2 e2,r3 e1," {
 		t.Fatalf("window string %q", v)
 	}
