@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emmansun/gmsm/sm3"
@@ -151,4 +152,37 @@ func verifyProof(token string, key *signing.Key, method, url string, body []byte
 func jtiKey(thumb, jti string) string {
 	h := sha256.Sum256([]byte(thumb + "\x00" + jti))
 	return base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+// deviceKeys keeps parsed device keys by their stored JWK: a device's key
+// never changes (a new key is a new device binding), so each wallet request
+// need not parse it again (issue 9: repeated key parsing; two per QR
+// login), and the SM2 library's per-key precomputation is kept with the
+// key. Whether the device is still bound is read from the registry on every
+// request, never from here. Bounded: a full cache starts over.
+type deviceKeys struct {
+	mu sync.Mutex
+	m  map[string]*signing.Key
+}
+
+const deviceKeysMax = 4096
+
+func (c *deviceKeys) parse(jwk []byte) (*signing.Key, error) {
+	c.mu.Lock()
+	k := c.m[string(jwk)]
+	c.mu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	k, err := signing.ParseJWK(jwk)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= deviceKeysMax {
+		c.m = make(map[string]*signing.Key)
+	}
+	c.m[string(jwk)] = k
+	c.mu.Unlock()
+	return k, nil
 }

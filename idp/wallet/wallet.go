@@ -132,9 +132,10 @@ type Config struct {
 // Handler serves /wallet/v1 (the e-card app API) and /verify/v1 (counter
 // terminals). Every wallet request carries a device-key proof.
 type Handler struct {
-	cfg Config
-	log *slog.Logger
-	now func() time.Time
+	cfg  Config
+	log  *slog.Logger
+	now  func() time.Time
+	keys deviceKeys
 }
 
 // New validates cfg.
@@ -370,7 +371,7 @@ func (h *Handler) deviceAuth(next func(w http.ResponseWriter, r *http.Request, c
 			h.fail(w, r, err)
 			return
 		}
-		key, err := signing.ParseJWK(dev.PublicKeyJWK)
+		key, err := h.keys.parse(dev.PublicKeyJWK)
 		if err != nil {
 			h.fail(w, r, fmt.Errorf("wallet: stored device key unreadable: %w", err))
 			return
