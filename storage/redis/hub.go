@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,133 +13,113 @@ import (
 	"github.com/essc-project/essc/storage"
 )
 
-// subscribeTimeout bounds the wait for Redis to confirm a SUBSCRIBE.
+// subscribeTimeout bounds the wait for Redis to confirm the subscription.
 const subscribeTimeout = 3 * time.Second
 
 // hub multiplexes every watcher of one Store over a single pub/sub
-// connection: a channel is SUBSCRIBEd when its first local watcher arrives
-// and UNSUBSCRIBEd when the last one leaves.
+// connection holding one pattern subscription, PSUBSCRIBE {prefix}qrc:*,
+// made when the first watcher arrives. A watcher then costs no Redis
+// command (a SUBSCRIBE and an UNSUBSCRIBE per watched transaction before,
+// two of a login's commands when the browser follows the event stream);
+// every replica receives every QR wake-up of its prefix, a channel name and
+// one byte, and hands it to its own watchers of that channel. go-redis
+// re-subscribes the pattern after a reconnect; a wake-up published while
+// the connection was down is lost, as with channel subscriptions, and the
+// long poll's timeout and the event stream's 15 s ping re-read the state.
 type hub struct {
-	c   redis.UniversalClient
-	log *slog.Logger
+	c       redis.UniversalClient
+	pattern string
+	log     *slog.Logger
 
-	opMu    sync.Mutex // orders SUBSCRIBE/UNSUBSCRIBE with the bookkeeping below
-	mu      sync.Mutex
-	ps      *redis.PubSub
-	closed  bool
-	subs    map[string]map[*watch]struct{}
-	live    map[string]bool            // SUBSCRIBE confirmed
-	waiting map[string][]chan struct{} // closed on confirmation
-	done    chan struct{}
+	mu     sync.Mutex
+	ps     *redis.PubSub
+	closed bool
+	ready  chan struct{} // closed when Redis first confirmed the pattern
+	subs   map[string]map[*watch]struct{}
+	done   chan struct{}
 }
 
 type watch struct{ ch chan struct{} }
 
-func newHub(c redis.UniversalClient, log *slog.Logger) *hub {
-	return &hub{c: c, log: log, subs: map[string]map[*watch]struct{}{}, live: map[string]bool{},
-		waiting: map[string][]chan struct{}{}}
+// newHub watches the channels that start with channelPrefix.
+func newHub(c redis.UniversalClient, channelPrefix string, log *slog.Logger) *hub {
+	return &hub{c: c, pattern: globEscape(channelPrefix) + "*", log: log, subs: map[string]map[*watch]struct{}{}}
 }
 
-// watch registers a watcher of channel and returns once the subscription is
-// confirmed by Redis.
+// globEscape quotes the characters Redis glob patterns give a meaning to.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\^`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// watch registers a watcher of channel and returns once the pattern
+// subscription is confirmed by Redis.
 func (h *hub) watch(ctx context.Context, channel string) (<-chan struct{}, func(), error) {
-	h.opMu.Lock()
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		h.opMu.Unlock()
 		return nil, nil, fmt.Errorf("redis watch: store closed: %w", storage.ErrUnavailable)
 	}
 	if h.ps == nil {
-		h.ps = h.c.Subscribe(context.WithoutCancel(ctx))
-		h.done = make(chan struct{})
-		go h.loop(h.ps, h.done)
+		h.ready, h.done = make(chan struct{}), make(chan struct{})
+		h.ps = h.c.PSubscribe(context.WithoutCancel(ctx), h.pattern)
+		go h.loop(h.ps, h.done, h.ready)
 	}
 	w := &watch{ch: make(chan struct{}, 1)}
 	m := h.subs[channel]
-	first := m == nil
-	if first {
+	if m == nil {
 		m = map[*watch]struct{}{}
 		h.subs[channel] = m
 	}
 	m[w] = struct{}{}
-	var confirmed chan struct{}
-	if !h.live[channel] {
-		confirmed = make(chan struct{})
-		h.waiting[channel] = append(h.waiting[channel], confirmed)
-	}
-	ps := h.ps
+	ready := h.ready
 	h.mu.Unlock()
 
 	var once sync.Once
 	cancel := func() {
 		once.Do(func() {
-			h.opMu.Lock()
-			defer h.opMu.Unlock()
 			h.mu.Lock()
-			last := false
+			defer h.mu.Unlock()
 			if m := h.subs[channel]; m != nil {
 				delete(m, w)
 				if len(m) == 0 {
 					delete(h.subs, channel)
-					delete(h.live, channel)
-					last = true
 				}
 			}
 			close(w.ch)
-			ps := h.ps
-			h.mu.Unlock()
-			if last && ps != nil {
-				if err := ps.Unsubscribe(context.Background(), channel); err != nil {
-					h.log.Debug("redis unsubscribe failed", "err", err)
-				}
-			}
 		})
 	}
-	var subErr error
-	if first {
-		subErr = ps.Subscribe(ctx, channel)
-	}
-	h.opMu.Unlock()
-	if subErr != nil {
+	t := time.NewTimer(subscribeTimeout)
+	defer t.Stop()
+	select {
+	case <-ready:
+	case <-ctx.Done():
 		cancel()
-		return nil, nil, wrap("subscribe qr", subErr)
-	}
-	if confirmed != nil {
-		t := time.NewTimer(subscribeTimeout)
-		defer t.Stop()
-		select {
-		case <-confirmed:
-		case <-ctx.Done():
-			cancel()
-			return nil, nil, wrap("subscribe qr", ctx.Err())
-		case <-t.C:
-			cancel()
-			return nil, nil, fmt.Errorf("redis subscribe qr: no confirmation: %w", storage.ErrUnavailable)
-		}
+		return nil, nil, wrap("subscribe qr", ctx.Err())
+	case <-t.C:
+		cancel()
+		return nil, nil, fmt.Errorf("redis subscribe qr: no confirmation: %w", storage.ErrUnavailable)
 	}
 	stop := context.AfterFunc(ctx, cancel)
 	return w.ch, func() { stop(); cancel() }, nil
 }
 
-// loop delivers messages and subscription confirmations until ps closes.
-func (h *hub) loop(ps *redis.PubSub, done chan struct{}) {
+// loop delivers messages and the subscription's confirmation until ps closes.
+func (h *hub) loop(ps *redis.PubSub, done, ready chan struct{}) {
 	defer close(done)
+	var confirmed sync.Once
 	for msg := range ps.ChannelWithSubscriptions(redis.WithChannelSize(256)) {
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind != "subscribe" {
-				continue
+			if m.Kind == "psubscribe" {
+				confirmed.Do(func() { close(ready) })
 			}
-			h.mu.Lock()
-			if h.subs[m.Channel] != nil {
-				h.live[m.Channel] = true
-			}
-			for _, c := range h.waiting[m.Channel] {
-				close(c)
-			}
-			delete(h.waiting, m.Channel)
-			h.mu.Unlock()
 		case *redis.Message:
 			h.mu.Lock()
 			for w := range h.subs[m.Channel] {

@@ -512,3 +512,14 @@ func TestSubjectWindows(t *testing.T) {
 		t.Fatalf("revoke two windows later: %d, %v", n, err)
 	}
 }
+
+// TestGlobEscape: a key prefix's glob characters match only themselves in
+// the hub's pattern, so a replica is not sent another prefix's wake-ups.
+func TestGlobEscape(t *testing.T) {
+	if got, want := globEscape(`essc-a*b?[c]\^:qrc:`), `essc-a\*b\?\[c\]\\\^:qrc:`; got != want {
+		t.Fatalf("globEscape = %q, want %q", got, want)
+	}
+	if h := newHub(nil, "p*:2:qrc:", nil); h.pattern != `p\*:2:qrc:*` {
+		t.Fatalf("pattern %q", h.pattern)
+	}
+}

@@ -118,7 +118,7 @@ func New(cfg Config) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.hub = newHub(s.c, s.log)
+	s.hub = newHub(s.c, s.p+"qrc:", s.log) // the channels of qrChannel
 	return s, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +138,80 @@ func TestWakeAcrossReplicas(t *testing.T) {
 	case <-ch:
 	case <-time.After(3 * time.Second):
 		t.Fatal("browser replica not woken by the phone replica's transition")
+	}
+}
+
+// TestWatchOnePattern: a replica's watchers share one pattern subscription
+// (no SUBSCRIBE per transaction); a wake-up reaches the watchers of its own
+// transaction only, also when another store's prefix would match this
+// store's pattern without its glob characters quoted (TestGlobEscape).
+func TestWatchOnePattern(t *testing.T) {
+	c := testClient(t)
+	base := randomPrefix(t, c)
+	opt, _ := redis.ParseURL(os.Getenv("ESSC_TEST_REDIS_URL"))
+	opt.ClientName = strings.ReplaceAll(strings.TrimSuffix(base, ":"), ":", "-")
+	named := redis.NewClient(opt) // its pub/sub connection is found by name in CLIENT LIST
+	defer named.Close()
+	mk := func(c redis.UniversalClient, prefix string) *redisstore.Store {
+		s, err := redisstore.New(redisstore.Config{Client: c, Prefix: prefix,
+			Lookup:     func(context.Context, string) (fosite.Client, error) { return &fosite.DefaultClient{}, nil },
+			NewSession: func() fosite.Session { return openid.NewDefaultSession() }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	globbed, other := mk(named, base+"g*?:"), mk(c, base+"ga?:")
+	ctx := context.Background()
+	var chans []<-chan struct{}
+	for _, id := range []string{"t1", "t2", "t3"} {
+		if _, err := globbed.CreateQR(ctx, storage.QRTransaction{ID: id, State: "pending", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		ch, cancel, err := globbed.WatchQR(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cancel()
+		chans = append(chans, ch)
+	}
+	list, err := c.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subs []string
+	for _, l := range strings.Split(list, "\n") {
+		if strings.Contains(l, " name="+opt.ClientName+" ") && (!strings.Contains(l, " psub=0 ") || !strings.Contains(l, " sub=0 ")) {
+			f := strings.Fields(l)
+			subs = append(subs, strings.Join(slices.DeleteFunc(f, func(s string) bool {
+				return !strings.HasPrefix(s, "sub=") && !strings.HasPrefix(s, "psub=")
+			}), " "))
+		}
+	}
+	if len(subs) != 1 || subs[0] != "sub=0 psub=1" {
+		t.Fatalf("the replica's pub/sub connections: %q, want one with one pattern and no channel", subs)
+	}
+	if _, err := other.CreateQR(ctx, storage.QRTransaction{ID: "t1", State: "pending", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.TransitionQR(ctx, "t1", "pending", "scanned", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := globbed.TransitionQR(ctx, "t2", "pending", "scanned", nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-chans[1]:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the watcher of t2 was not woken")
+	}
+	select {
+	case <-chans[0]:
+		t.Fatal("another prefix's transaction woke t1's watcher")
+	case <-chans[2]:
+		t.Fatal("t2's transition woke t3's watcher")
+	case <-time.After(200 * time.Millisecond):
 	}
 }
 
