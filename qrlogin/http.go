@@ -161,7 +161,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 	wait, _ := strconv.Atoi(r.URL.Query().Get("wait"))
 	var v View
 	var ok bool
-	var woke <-chan struct{}
+	var woke <-chan *storage.QRTransaction
 	if wait > 0 {
 		var cancel func()
 		v, woke, cancel, ok = h.watchView(w, r)
@@ -193,7 +193,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
 // after it wakes the channel (reading before subscribing needed a second
 // read after). cancel ends the subscription; on failure the answer is
 // written and ok is false.
-func (h *Handler) watchView(w http.ResponseWriter, r *http.Request) (v View, woke <-chan struct{}, cancel func(), ok bool) {
+func (h *Handler) watchView(w http.ResponseWriter, r *http.Request) (v View, woke <-chan *storage.QRTransaction, cancel func(), ok bool) {
 	if !validTxnID(r.PathValue("txn")) {
 		h.view(w, r) // answers as for any unknown transaction
 		return View{}, nil, nil, false
@@ -212,18 +212,23 @@ func (h *Handler) watchView(w http.ResponseWriter, r *http.Request) (v View, wok
 
 // waitChange long-polls from v, read after subscribing to woke: it returns
 // when the state changes, or after d.
-func (h *Handler) waitChange(ctx context.Context, v View, woke <-chan struct{}, binding string, d time.Duration) View {
+func (h *Handler) waitChange(ctx context.Context, v View, woke <-chan *storage.QRTransaction, binding string, d time.Duration) View {
 	timer := time.NewTimer(min(d, v.ExpiresAt.Sub(h.s.now())+time.Second))
 	defer timer.Stop()
 	for {
+		var rec *storage.QRTransaction
 		select {
-		case <-woke:
+		case r, ok := <-woke:
+			if !ok {
+				return v
+			}
+			rec = r
 		case <-timer.C:
 			return v
 		case <-ctx.Done():
 			return v
 		}
-		nv, err := h.s.BrowserView(ctx, v.Txn, binding)
+		nv, err := h.s.WokenView(ctx, v, rec, binding)
 		if err != nil {
 			return View{Txn: v.Txn, State: StateExpired}
 		}
@@ -272,8 +277,13 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		if terminal(nv.State) {
 			return
 		}
+		var rec *storage.QRTransaction
 		select {
-		case <-ch:
+		case woke, ok := <-ch:
+			if !ok {
+				return
+			}
+			rec = woke
 		case <-deadline.C:
 		case <-ping.C:
 			fmt.Fprint(w, ": ping\n\n")
@@ -282,7 +292,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var err error
-		if nv, err = h.s.BrowserView(ctx, v.Txn, h.binding(r)); err != nil {
+		if nv, err = h.s.WokenView(ctx, nv, rec, h.binding(r)); err != nil {
 			nv = View{Txn: v.Txn, State: StateExpired}
 		}
 	}

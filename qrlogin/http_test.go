@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -891,4 +892,78 @@ func (r *rateSpy) keys() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.seen)
+}
+
+// getSpy counts a store's GetQR calls.
+type getSpy struct {
+	storage.Sessions
+	gets atomic.Int64
+}
+
+func (g *getSpy) GetQR(ctx context.Context, id string) (storage.QRTransaction, error) {
+	g.gets.Add(1)
+	return g.Sessions.GetQR(ctx, id)
+}
+
+// TestWokenView: a wake-up's record newer than the caller's view is viewed
+// without a read, checked against the binding; a record no newer than the
+// view, another transaction's, or none at all is read.
+func TestWokenView(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, open)
+			spy := &getSpy{Sessions: e.store}
+			svc, _ := e.server(t, spy, generous)
+			ctx := context.Background()
+			txn, binding, err := svc.Begin(ctx, req(""), "192.0.2.1", "Mozilla/5.0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			woke, cancel, err := svc.Watch(ctx, txn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cancel()
+			cur, err := svc.BrowserView(ctx, txn, binding)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.Scan(ctx, qrlogin.Device{HolderID: "h-w", ECardID: "e-w", DeviceID: "d-w"}, svc.CurrentFrame(cur).String()); err != nil {
+				t.Fatal(err)
+			}
+			var rec *storage.QRTransaction
+			select {
+			case rec = <-woke:
+			case <-time.After(3 * time.Second):
+				t.Fatal("no wake-up after the scan")
+			}
+			if rec == nil {
+				t.Fatal("the scan's wake-up carried no record")
+			}
+			before := spy.gets.Load()
+			v, err := svc.WokenView(ctx, cur, rec, binding)
+			if err != nil || v.State != qrlogin.StateScanned || v.Number == 0 || v.Version != rec.Version {
+				t.Fatalf("woken view %+v, %v", v, err)
+			}
+			if n := spy.gets.Load() - before; n != 0 {
+				t.Fatalf("a newer record was read again (%d reads)", n)
+			}
+			if _, err := svc.WokenView(ctx, cur, rec, "another-browser"); !errors.Is(err, qrlogin.ErrNotFound) {
+				t.Fatalf("a woken record for another binding: %v", err)
+			}
+			other := *rec
+			other.ID = "another-transaction"
+			for what, r := range map[string]*storage.QRTransaction{"no record": nil, "a record no newer than the view": rec, "another transaction's record": &other} {
+				before := spy.gets.Load()
+				base := v
+				if what != "a record no newer than the view" {
+					base = cur
+				}
+				got, err := svc.WokenView(ctx, base, r, binding)
+				if err != nil || got.State != qrlogin.StateScanned || spy.gets.Load()-before != 1 {
+					t.Fatalf("%s: %+v, %v, %d reads (want one)", what, got, err, spy.gets.Load()-before)
+				}
+			}
+		})
+	}
 }

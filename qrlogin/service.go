@@ -331,6 +331,7 @@ type View struct {
 	ExpiresAt time.Time
 	CreatedAt time.Time
 	Request   Request
+	Version   int64 // the stored record's, to order the records wake-ups carry
 }
 
 // load returns the transaction and its data; ErrNotFound if unknown/expired.
@@ -373,7 +374,8 @@ func (s *Service) loadBound(ctx context.Context, txn, binding string) (storage.Q
 
 // view is the browser's view of transaction t with data d.
 func (s *Service) view(t storage.QRTransaction, d txnData) View {
-	v := View{Txn: t.ID, State: t.State, Elderly: d.Elderly, Code: d.Code, Reason: d.Reason, ExpiresAt: d.Deadline, CreatedAt: t.CreatedAt, Request: d.Req}
+	v := View{Txn: t.ID, State: t.State, Elderly: d.Elderly, Code: d.Code, Reason: d.Reason, ExpiresAt: d.Deadline, CreatedAt: t.CreatedAt,
+		Request: d.Req, Version: t.Version}
 	if !d.live(s.now()) && (t.State == StatePending || t.State == StateScanned || t.State == StateApproved) {
 		v.State = StateExpired
 	}
@@ -503,9 +505,27 @@ func (s *Service) Cancel(ctx context.Context, txn, binding string) error {
 	return nil
 }
 
-// Watch subscribes to wake-ups of txn (from any replica).
-func (s *Service) Watch(ctx context.Context, txn string) (<-chan struct{}, func(), error) {
+// Watch subscribes to wake-ups of txn (from any replica); a wake-up carries
+// the record a transition wrote, or nil (storage.Sessions.WatchQR).
+func (s *Service) Watch(ctx context.Context, txn string) (<-chan *storage.QRTransaction, func(), error) {
 	return s.cfg.Store.WatchQR(ctx, txn)
+}
+
+// WokenView is the browser's view after a wake-up that came with rec: the
+// view of rec when it is newer than cur (the view the caller has), checked
+// against the binding like a read; otherwise, or without rec, it reads.
+func (s *Service) WokenView(ctx context.Context, cur View, rec *storage.QRTransaction, binding string) (View, error) {
+	if rec == nil || rec.ID != cur.Txn || rec.Version <= cur.Version {
+		return s.BrowserView(ctx, cur.Txn, binding)
+	}
+	if !bindingMatches(rec.BindingHash, binding) {
+		return View{}, ErrNotFound
+	}
+	var d txnData
+	if err := json.Unmarshal(rec.Data, &d); err != nil {
+		return View{}, fmt.Errorf("qrlogin: stored transaction unreadable: %w", err)
+	}
+	return s.view(*rec, d), nil
 }
 
 // allow applies one of the shared rate limits (per IP, per device) to key.

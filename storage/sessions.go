@@ -170,13 +170,18 @@ type QRStore interface {
 	// version has moved since, it behaves exactly as RedeemQR.
 	RedeemQRFrom(ctx context.Context, cur QRTransaction, to string) (QRTransaction, error)
 	// WatchQR subscribes to wake-ups of transaction id, from any replica.
-	// The channel receives (coalesced, non-blocking) after every successful
-	// TransitionQR, TransitionQRFrom or NotifyQR; RedeemQR and RedeemQRFrom
-	// need not wake it (the redeemed state is the redeeming caller's:
-	// watchers stop at the state before it). It is closed when cancel is called or ctx ends.
-	// WatchQR returns only once the subscription is live, so the caller's
-	// protocol is: WatchQR, then GetQR, then wait. cancel is idempotent.
-	WatchQR(ctx context.Context, id string) (<-chan struct{}, func(), error)
+	// The channel receives (coalesced, non-blocking: a pending wake-up is
+	// replaced by a newer one, WakeQR) after every successful TransitionQR,
+	// TransitionQRFrom or NotifyQR; RedeemQR and RedeemQRFrom need not wake
+	// it (the redeemed state is the redeeming caller's: watchers stop at the
+	// state before it). A wake-up carries the transaction as the transition
+	// wrote it (read-only), or nil when it has none (NotifyQR, a replica of an
+	// older build): the watcher then reads it. A record may be older than
+	// one the watcher read after subscribing: compare Version. The channel is
+	// closed when cancel is called or ctx ends. WatchQR returns only once the
+	// subscription is live, so the caller's protocol is: WatchQR, then GetQR,
+	// then wait. cancel is idempotent.
+	WatchQR(ctx context.Context, id string) (<-chan *QRTransaction, func(), error)
 	// NotifyQR wakes every watcher of id on every replica.
 	NotifyQR(ctx context.Context, id string) error
 }
@@ -290,4 +295,24 @@ func Batch(ctx context.Context, s any) (context.Context, func(context.Context) e
 		return b.Batch(ctx)
 	}
 	return ctx, func(context.Context) error { return nil }
+}
+
+// WakeQR hands t (nil: a wake-up without a record) to a watcher's channel
+// without blocking; a wake-up still pending there is replaced by this newer
+// one. One sender at a time per channel (the store's lock or its pub/sub
+// loop).
+func WakeQR(ch chan *QRTransaction, t *QRTransaction) {
+	select {
+	case ch <- t:
+		return
+	default:
+	}
+	select {
+	case <-ch:
+	default:
+	}
+	select {
+	case ch <- t:
+	default:
+	}
 }

@@ -72,7 +72,7 @@ type expiring struct {
 }
 
 type watcher struct {
-	ch chan struct{}
+	ch chan *storage.QRTransaction
 }
 
 // New validates cfg and returns an empty store.

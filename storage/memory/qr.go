@@ -124,17 +124,18 @@ func (s *Store) transition(ctx context.Context, id, from, to string, mutate func
 	next.State = to
 	next.Version = t.Version + 1
 	s.qr[key(kindQR, id)] = next
-	wake(s.watchersLocked(id)) // non-blocking sends under the lock cannot race a close
+	woke := cloneQR(next)
+	wake(s.watchersLocked(id), &woke) // non-blocking sends under the lock cannot race a close
 	s.mu.Unlock()
 	return cloneQR(next), nil
 }
 
 // WatchQR implements storage.QRStore with in-process fan-out.
-func (s *Store) WatchQR(ctx context.Context, id string) (<-chan struct{}, func(), error) {
+func (s *Store) WatchQR(ctx context.Context, id string) (<-chan *storage.QRTransaction, func(), error) {
 	if err := ctxErr(ctx); err != nil {
 		return nil, nil, err
 	}
-	w := &watcher{ch: make(chan struct{}, 1)}
+	w := &watcher{ch: make(chan *storage.QRTransaction, 1)}
 	k := key(kindQR, id)
 	s.mu.Lock()
 	m := s.watchers[k]
@@ -172,12 +173,9 @@ func (s *Store) watchersLocked(id string) []*watcher {
 	return out
 }
 
-func wake(ws []*watcher) {
+func wake(ws []*watcher, t *storage.QRTransaction) {
 	for _, w := range ws {
-		select {
-		case w.ch <- struct{}{}:
-		default:
-		}
+		storage.WakeQR(w.ch, t)
 	}
 }
 
@@ -189,6 +187,6 @@ func (s *Store) NotifyQR(ctx context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Sending under the lock is safe (non-blocking) and cannot race a close.
-	wake(s.watchersLocked(id))
+	wake(s.watchersLocked(id), nil)
 	return nil
 }

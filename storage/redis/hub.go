@@ -21,8 +21,9 @@ const subscribeTimeout = 3 * time.Second
 // made when the first watcher arrives. A watcher then costs no Redis
 // command (a SUBSCRIBE and an UNSUBSCRIBE per watched transaction before,
 // two of a login's commands when the browser follows the event stream);
-// every replica receives every QR wake-up of its prefix, a channel name and
-// one byte, and hands it to its own watchers of that channel. go-redis
+// every replica receives every QR wake-up of its prefix (the channel name
+// and the record the transition wrote, or "1" from NotifyQR) and hands it,
+// decoded, to its own watchers of that channel. go-redis
 // re-subscribes the pattern after a reconnect; a wake-up published while
 // the connection was down is lost, as with channel subscriptions, and the
 // long poll's timeout and the event stream's 15 s ping re-read the state.
@@ -39,7 +40,10 @@ type hub struct {
 	done   chan struct{}
 }
 
-type watch struct{ ch chan struct{} }
+type watch struct {
+	id string // the transaction (the channel name holds only its hash)
+	ch chan *storage.QRTransaction
+}
 
 // newHub watches the channels that start with channelPrefix.
 func newHub(c redis.UniversalClient, channelPrefix string, log *slog.Logger) *hub {
@@ -58,9 +62,9 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// watch registers a watcher of channel and returns once the pattern
-// subscription is confirmed by Redis.
-func (h *hub) watch(ctx context.Context, channel string) (<-chan struct{}, func(), error) {
+// watch registers a watcher of transaction id on channel and returns once
+// the pattern subscription is confirmed by Redis.
+func (h *hub) watch(ctx context.Context, channel, id string) (<-chan *storage.QRTransaction, func(), error) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -71,7 +75,7 @@ func (h *hub) watch(ctx context.Context, channel string) (<-chan struct{}, func(
 		h.ps = h.c.PSubscribe(context.WithoutCancel(ctx), h.pattern)
 		go h.loop(h.ps, h.done, h.ready)
 	}
-	w := &watch{ch: make(chan struct{}, 1)}
+	w := &watch{id: id, ch: make(chan *storage.QRTransaction, 1)}
 	m := h.subs[channel]
 	if m == nil {
 		m = map[*watch]struct{}{}
@@ -122,11 +126,14 @@ func (h *hub) loop(ps *redis.PubSub, done, ready chan struct{}) {
 			}
 		case *redis.Message:
 			h.mu.Lock()
+			var rec *storage.QRTransaction
 			for w := range h.subs[m.Channel] {
-				select { // coalesce: one pending wake-up is enough
-				case w.ch <- struct{}{}:
-				default:
+				if rec == nil && m.Payload != "1" {
+					if t, err := decodeQR(w.id, []byte(m.Payload)); err == nil {
+						rec = &t
+					}
 				}
+				storage.WakeQR(w.ch, rec) // nil: the watcher reads the transaction
 			}
 			h.mu.Unlock()
 		}

@@ -271,6 +271,6 @@ func (s *Store) NotifyQR(ctx context.Context, id string) error {
 }
 
 // WatchQR implements storage.QRStore over the shared subscription.
-func (s *Store) WatchQR(ctx context.Context, id string) (<-chan struct{}, func(), error) {
-	return s.hub.watch(ctx, s.qrChannel(id))
+func (s *Store) WatchQR(ctx context.Context, id string) (<-chan *storage.QRTransaction, func(), error) {
+	return s.hub.watch(ctx, s.qrChannel(id), id)
 }

@@ -135,7 +135,10 @@ func TestWakeAcrossReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-ch:
+	case rec := <-ch:
+		if rec == nil || rec.State != "scanned" || rec.Version != 2 {
+			t.Fatalf("the wake-up carried %+v, want the scanned record", rec)
+		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("browser replica not woken by the phone replica's transition")
 	}
@@ -164,7 +167,7 @@ func TestWatchOnePattern(t *testing.T) {
 	}
 	globbed, other := mk(named, base+"g*?:"), mk(c, base+"ga?:")
 	ctx := context.Background()
-	var chans []<-chan struct{}
+	var chans []<-chan *storage.QRTransaction
 	for _, id := range []string{"t1", "t2", "t3"} {
 		if _, err := globbed.CreateQR(ctx, storage.QRTransaction{ID: id, State: "pending", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
 			t.Fatal(err)

@@ -135,8 +135,9 @@ return 1`)
 // ARGV[3]. ARGV: now, from, to, expected version (” = any), '1' to replace
 // x and rest, rest, x, ttl, channel. Returns {0} not found, {2, state}
 // state conflict, {3, state} version moved, {1, ”} written (whole record
-// sent) or {1, new record}; a success publishes a wake-up on the channel
-// unless it is ” (a redemption).
+// sent) or {1, new record}; a success publishes the new record on the
+// channel (the watchers' wake-up, which spares them a read) unless it is ”
+// (a redemption).
 //
 // With the whole record sent (a version is then always expected) the
 // script swaps it in with one SET … XX GET and checks the record it
@@ -145,8 +146,8 @@ return 1`)
 // instead of a GET and a SET. The TTL is kept unless the expiry changed.
 var qrCAS = redis.NewScript(`
 if ARGV[5] == '1' then
-  local nv = string.format('%d', tonumber(ARGV[4]) + 1)
-  local old = redis.call('SET', KEYS[1], ARGV[7] .. '|' .. nv .. '|' .. ARGV[3] .. '|' .. ARGV[6], 'XX', 'GET', 'KEEPTTL')
+  local rec = ARGV[7] .. '|' .. string.format('%d', tonumber(ARGV[4]) + 1) .. '|' .. ARGV[3] .. '|' .. ARGV[6]
+  local old = redis.call('SET', KEYS[1], rec, 'XX', 'GET', 'KEEPTTL')
   if not old then return {0, ''} end
   local x, v, s = string.match(old, '^(%d+)|(%d+)|([^|]*)|')
   local res = nil
@@ -158,7 +159,7 @@ if ARGV[5] == '1' then
     return res
   end
   if x ~= ARGV[7] then redis.call('PEXPIRE', KEYS[1], ARGV[8]) end
-  if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], '1') end
+  if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], rec) end
   return {1, ''}
 end
 local cur = redis.call('GET', KEYS[1])
@@ -169,7 +170,7 @@ if s ~= ARGV[2] then return {2, s} end
 if ARGV[4] ~= '' and v ~= ARGV[4] then return {3, s} end
 local rec = x .. '|' .. string.format('%d', tonumber(v) + 1) .. '|' .. ARGV[3] .. '|' .. rest
 redis.call('SET', KEYS[1], rec, 'KEEPTTL')
-if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], '1') end
+if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], rec) end
 return {1, rec}`)
 
 var allScripts = []*redis.Script{getRecord, invalidateCode, authPart, rotateRefresh, setIfAbsent, putFields, takeFields, qrCreate, qrCAS}

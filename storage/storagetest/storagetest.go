@@ -627,16 +627,18 @@ func testQR(t *testing.T, e *env) {
 	}
 }
 
-func recv(t *testing.T, ch <-chan struct{}, what string) {
+func recv(t *testing.T, ch <-chan *storage.QRTransaction, what string) *storage.QRTransaction {
 	t.Helper()
 	select {
-	case _, ok := <-ch:
+	case rec, ok := <-ch:
 		if !ok {
 			t.Fatalf("%s: channel closed", what)
 		}
+		return rec
 	case <-time.After(3 * time.Second):
 		t.Fatalf("%s: no wake-up", what)
 	}
+	return nil
 }
 
 func testQRWatch(t *testing.T, e *env) {
@@ -649,12 +651,39 @@ func testQRWatch(t *testing.T, e *env) {
 	other, cancelOther, err := e.s.WatchQR(e.ctx, "txn-other")
 	noErr(t, "watch other", err)
 	defer cancelOther()
-	_, err = e.s.TransitionQR(e.ctx, "txn-w", "pending", "scanned", nil)
+	want, err := e.s.TransitionQR(e.ctx, "txn-w", "pending", "scanned", func(q *storage.QRTransaction) error {
+		q.Data = []byte(`{"scanned":true}`)
+		return nil
+	})
 	noErr(t, "transition", err)
-	recv(t, ch, "watcher 1 after transition")
-	recv(t, ch2, "watcher 2 after transition")
+	// A transition's wake-up carries the record it wrote.
+	for i, c := range []<-chan *storage.QRTransaction{ch, ch2} {
+		got := recv(t, c, fmt.Sprintf("watcher %d after transition", i+1))
+		if got == nil || got.ID != "txn-w" || got.State != "scanned" || got.Version != want.Version ||
+			string(got.Data) != `{"scanned":true}` || string(got.BindingHash) != string(want.BindingHash) ||
+			!got.ExpiresAt.Equal(want.ExpiresAt) || !got.CreatedAt.Equal(want.CreatedAt) || got.ClientID != want.ClientID {
+			t.Fatalf("watcher %d woke with %+v, want %+v", i+1, got, want)
+		}
+	}
 	noErr(t, "notify", e.s.NotifyQR(e.ctx, "txn-w"))
-	recv(t, ch, "after notify")
+	if got := recv(t, ch, "after notify"); got != nil {
+		t.Fatalf("a notification carried a record: %+v", got)
+	}
+	// Two transitions before the watcher looks: it finds the newer one.
+	_, err = e.s.TransitionQR(e.ctx, "txn-w", "scanned", "approved", nil)
+	noErr(t, "approve", err)
+	_, err = e.s.TransitionQR(e.ctx, "txn-w", "approved", "approved", nil)
+	noErr(t, "touch", err)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		got := recv(t, ch2, "watcher 2 after two transitions")
+		if got != nil && got.Version == want.Version+2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watcher 2 never saw version %d, last %+v", want.Version+2, got)
+		}
+	}
 	select {
 	case <-other:
 		t.Fatalf("a watcher of another transaction woke up")
