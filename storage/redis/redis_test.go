@@ -103,6 +103,19 @@ func TestConformanceCluster(t *testing.T) {
 	})
 }
 
+// watchStore is a Store on c under prefix for the QR watch tests.
+func watchStore(t *testing.T, c redis.UniversalClient, prefix string) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.New(redisstore.Config{Client: c, Prefix: prefix,
+		Lookup:     func(context.Context, string) (fosite.Client, error) { return &fosite.DefaultClient{}, nil },
+		NewSession: func() fosite.Session { return openid.NewDefaultSession() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
 // TestWakeAcrossReplicas: two Stores on separate connections (two replicas)
 // — a transition on one wakes the watcher on the other.
 func TestWakeAcrossReplicas(t *testing.T) {
@@ -111,17 +124,7 @@ func TestWakeAcrossReplicas(t *testing.T) {
 	c2 := redis.NewClient(opt)
 	defer c2.Close()
 	prefix := randomPrefix(t, c1)
-	mk := func(c redis.UniversalClient) *redisstore.Store {
-		s, err := redisstore.New(redisstore.Config{Client: c, Prefix: prefix,
-			Lookup:     func(context.Context, string) (fosite.Client, error) { return &fosite.DefaultClient{}, nil },
-			NewSession: func() fosite.Session { return openid.NewDefaultSession() }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}
-	browser, phone := mk(c1), mk(c2)
+	browser, phone := watchStore(t, c1, prefix), watchStore(t, c2, prefix)
 	ctx := context.Background()
 	if _, err := browser.CreateQR(ctx, storage.QRTransaction{ID: "t1", State: "pending", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
 		t.Fatal(err)
@@ -155,17 +158,7 @@ func TestWatchOnePattern(t *testing.T) {
 	opt.ClientName = strings.ReplaceAll(strings.TrimSuffix(base, ":"), ":", "-")
 	named := redis.NewClient(opt) // its pub/sub connection is found by name in CLIENT LIST
 	defer named.Close()
-	mk := func(c redis.UniversalClient, prefix string) *redisstore.Store {
-		s, err := redisstore.New(redisstore.Config{Client: c, Prefix: prefix,
-			Lookup:     func(context.Context, string) (fosite.Client, error) { return &fosite.DefaultClient{}, nil },
-			NewSession: func() fosite.Session { return openid.NewDefaultSession() }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}
-	globbed, other := mk(named, base+"g*?:"), mk(c, base+"ga?:")
+	globbed, other := watchStore(t, named, base+"g*?:"), watchStore(t, c, base+"ga?:")
 	ctx := context.Background()
 	var chans []<-chan *storage.QRTransaction
 	for _, id := range []string{"t1", "t2", "t3"} {
