@@ -346,11 +346,17 @@ func (s *Service) load(ctx context.Context, txn string) (storage.QRTransaction, 
 		}
 		return t, txnData{}, err
 	}
+	d, err := decodeData(t.Data)
+	return t, d, err
+}
+
+// decodeData decodes a stored transaction's data.
+func decodeData(data []byte) (txnData, error) {
 	var d txnData
-	if err := json.Unmarshal(t.Data, &d); err != nil {
-		return t, d, fmt.Errorf("qrlogin: stored transaction unreadable: %w", err)
+	if err := json.Unmarshal(data, &d); err != nil {
+		return d, fmt.Errorf("qrlogin: stored transaction unreadable: %w", err)
 	}
-	return t, d, nil
+	return d, nil
 }
 
 // BrowserView returns the transaction for the browser holding binding. A
@@ -475,9 +481,8 @@ func (s *Service) Collect(ctx context.Context, txn, binding string) (View, *Appr
 		return v, nil, err
 	}
 	if !bytes.Equal(r.Data, t.Data) { // redeemed from a fresher read than ours
-		d = txnData{}
-		if err := json.Unmarshal(r.Data, &d); err != nil {
-			return v, nil, fmt.Errorf("qrlogin: stored transaction unreadable: %w", err)
+		if d, err = decodeData(r.Data); err != nil {
+			return v, nil, err
 		}
 	}
 	if d.Approval == nil {
@@ -521,9 +526,9 @@ func (s *Service) WokenView(ctx context.Context, cur View, rec *storage.QRTransa
 	if !bindingMatches(rec.BindingHash, binding) {
 		return View{}, ErrNotFound
 	}
-	var d txnData
-	if err := json.Unmarshal(rec.Data, &d); err != nil {
-		return View{}, fmt.Errorf("qrlogin: stored transaction unreadable: %w", err)
+	d, err := decodeData(rec.Data)
+	if err != nil {
+		return View{}, err
 	}
 	return s.view(*rec, d), nil
 }
@@ -580,9 +585,9 @@ func updateData(q *storage.QRTransaction, f func(*txnData)) error {
 // must assign fields, not change what they point to.
 func updateDataFrom(q *storage.QRTransaction, data []byte, d txnData, f func(*txnData)) error {
 	if data == nil || !bytes.Equal(q.Data, data) {
-		d = txnData{}
-		if err := json.Unmarshal(q.Data, &d); err != nil {
-			return fmt.Errorf("qrlogin: stored transaction unreadable: %w", err)
+		var err error
+		if d, err = decodeData(q.Data); err != nil {
+			return err
 		}
 	}
 	f(&d)
