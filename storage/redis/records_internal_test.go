@@ -523,3 +523,45 @@ func TestGlobEscape(t *testing.T) {
 		t.Fatalf("pattern %q", h.pattern)
 	}
 }
+
+// TestWakePayloads: a wake-up whose payload is not a record (NotifyQR's "1",
+// an older replica's, or anything malformed) reaches the watcher as nil, so
+// it reads the transaction instead of trusting the payload; a record is
+// delivered decoded under the watched id.
+func TestWakePayloads(t *testing.T) {
+	s, c := internalStore(t, "essc-test-wake:")
+	ctx := context.Background()
+	ch, cancel, err := s.WatchQR(ctx, "txn-p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	next := func(what string) *storage.QRTransaction {
+		t.Helper()
+		select {
+		case rec := <-ch:
+			return rec
+		case <-time.After(3 * time.Second):
+			t.Fatalf("%s: no wake-up", what)
+		}
+		return nil
+	}
+	channel := s.qrChannel("txn-p")
+	for _, junk := range []string{"1", "", "garbage", "1|2|scanned", "x|1|scanned|\x00"} {
+		if err := c.Publish(ctx, channel, junk).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if rec := next(fmt.Sprintf("payload %q", junk)); rec != nil {
+			t.Fatalf("payload %q woke with a record %+v", junk, rec)
+		}
+	}
+	want := storage.QRTransaction{ID: "other-id", State: "scanned", Version: 4, ClientID: "portal", BindingHash: []byte("bh"),
+		CreatedAt: time.UnixMilli(1_700_000_000_000), ExpiresAt: time.UnixMilli(1_700_000_120_000), Data: []byte(`{"n":1}`)}
+	if err := c.Publish(ctx, channel, encodeQR(want)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec := next("a record")
+	if rec == nil || rec.ID != "txn-p" || rec.State != "scanned" || rec.Version != 4 || string(rec.Data) != `{"n":1}` {
+		t.Fatalf("record payload woke with %+v", rec)
+	}
+}
