@@ -124,8 +124,10 @@ func (s *Store) transition(ctx context.Context, id, from, to string, mutate func
 	next.State = to
 	next.Version = t.Version + 1
 	s.qr[key(kindQR, id)] = next
-	woke := cloneQR(next)
-	wake(s.watchersLocked(id), &woke) // non-blocking sends under the lock cannot race a close
+	if ws := s.watchersLocked(id); len(ws) > 0 {
+		woke := cloneQR(next) // the watchers' read-only copy
+		wake(ws, &woke)       // non-blocking sends under the lock cannot race a close
+	}
 	s.mu.Unlock()
 	return cloneQR(next), nil
 }
