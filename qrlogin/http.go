@@ -457,7 +457,7 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request) {
 	h.s.cfg.Completer.Complete(w, r, v.Request, *a)
 }
 
-// pageData feeds web/login.html.
+// pageData feeds web/login.html, rendered by appendLoginPage.
 type pageData struct {
 	View      View
 	Base      string
@@ -511,12 +511,9 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, v View) {
 	}
 	securityHeaders(w)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	var buf bytes.Buffer
-	if err := pageTmpl.ExecuteTemplate(&buf, "login.html", d); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	buf.WriteTo(w)
+	// appendLoginPage writes what pageTmpl's login.html would, without its
+	// cost (see there).
+	w.Write(appendLoginPage(make([]byte, 0, loginPageCap(&d)), &d))
 }
 
 // securityHeaders: no framing (clickjacking of the QR), no third-party
