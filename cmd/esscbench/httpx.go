@@ -44,15 +44,8 @@ func errKind(err error) string {
 
 // newTransport is the shared keep-alive transport: one idle connection per
 // worker (and then some for the QR scenario's two parties).
-func newTransport(workers int) *http.Transport {
-	return &http.Transport{
-		Proxy:               nil, // never through a proxy: the target is loopback
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        4*workers + 16,
-		MaxIdleConnsPerHost: 4*workers + 16,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
+func newTransport(workers int, timeout time.Duration) *syncTransport {
+	return newSyncTransport(4*workers+16, timeout)
 }
 
 // doJSON sends req and decodes a JSON answer into out (when non-nil). A

@@ -378,9 +378,9 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) (*
 		defer sp.Close()
 		base, data = sp.base, sp.DataDir()
 	}
-	tr := newTransport(cfg.Workers)
+	tr := newTransport(cfg.Workers, cfg.Timeout) // the per-request timeout: clients keep Timeout 0
 	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: cfg.Timeout,
+	hc := &http.Client{Transport: tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	e := &env{cfg: cfg, base: base, http: hc, tr: tr, run: randHex(4)}
 	obs := &observer{e: e}
@@ -431,7 +431,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) (*
 					defer func() { <-ctx.Done(); stop() }()
 				}
 				if cfg.Profile != "" {
-					captureProfile(ctx, hc, base, cfg, log)
+					captureProfile(ctx, base, cfg, log)
 				}
 			}
 		}
@@ -471,13 +471,13 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) (*
 }
 
 // captureProfile fetches /debug/pprof/profile for (at most) the run.
-func captureProfile(ctx context.Context, hc *http.Client, base string, cfg Config, log *slog.Logger) {
+func captureProfile(ctx context.Context, base string, cfg Config, log *slog.Logger) {
 	secs := 10
 	if cfg.Duration > 0 {
 		secs = max(1, int(cfg.Duration.Seconds())-1)
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), nil)
-	c := &http.Client{Transport: hc.Transport, Timeout: time.Duration(secs+30) * time.Second}
+	c := &http.Client{Transport: newSyncTransport(1, time.Duration(secs+30)*time.Second)}
 	resp, err := c.Do(req)
 	if err != nil {
 		log.Warn("profile", "err", err)

@@ -131,7 +131,7 @@ type browser struct {
 
 func (e *env) newBrowser(rp *relyingParty) *browser {
 	jar, _ := cookiejar.New(nil)
-	return &browser{e: e, rp: rp, c: &http.Client{Transport: e.tr, Jar: jar, Timeout: e.http.Timeout,
+	return &browser{e: e, rp: rp, c: &http.Client{Transport: e.tr, Jar: jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 

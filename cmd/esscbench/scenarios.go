@@ -63,7 +63,7 @@ type env struct {
 	cfg   Config
 	base  string
 	http  *http.Client // keep-alive, no redirects followed
-	tr    *http.Transport
+	tr    *syncTransport
 	admin string // bearer token with essc.admin.cards and essc.admin.clients
 	run   string // run id, part of every client id and card number made
 
