@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ory/fosite"
@@ -46,6 +47,27 @@ type RequestCodec struct {
 
 	writers sync.Pool // *flate.Writer
 	readers sync.Pool // io.ReadCloser implementing flate.Resetter
+	lang    atomic.Pointer[langTag]
+}
+
+// langTag is the last language Decode parsed: a deployment's requests carry
+// one or two (zh-CN), and language.Parse cost a sixth of a decode.
+type langTag struct {
+	s   string
+	tag language.Tag
+}
+
+// parseLang parses a stored language tag (language.Und when invalid).
+func (c *RequestCodec) parseLang(s string) language.Tag {
+	if l := c.lang.Load(); l != nil && l.s == s {
+		return l.tag
+	}
+	tag, err := language.Parse(s)
+	if err != nil {
+		return language.Und
+	}
+	c.lang.Store(&langTag{s, tag})
+	return tag
 }
 
 // NewRequestCodec returns a codec; lookup and newSession are needed only by
@@ -242,9 +264,7 @@ func (c *RequestCodec) Decode(ctx context.Context, data []byte) (fosite.Requeste
 		req.Form = url.Values{}
 	}
 	if rec.Lang != "" {
-		if tag, err := language.Parse(rec.Lang); err == nil {
-			req.Lang = tag
-		}
+		req.Lang = c.parseLang(rec.Lang)
 	}
 	if rec.Authorize == nil {
 		return &req, nil

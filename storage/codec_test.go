@@ -80,6 +80,23 @@ func TestCodec(t *testing.T) {
 	if l, ok := r.(interface{ GetLang() language.Tag }); !ok || l.GetLang() != language.Chinese {
 		t.Fatalf("lang lost")
 	}
+	// The last parsed language is kept: records in other languages, and an
+	// invalid one, still decode to their own.
+	for _, want := range []language.Tag{language.English, language.Chinese, language.Und, language.English} {
+		in := sample()
+		in.Lang = want
+		data, _ := c.Encode(in)
+		if want == language.Und {
+			data = []byte(`{"id":"r","cid":"portal","lang":"not a tag!"}`)
+		}
+		back, err := c.Decode(context.Background(), data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := back.(interface{ GetLang() language.Tag }).GetLang(); got != want {
+			t.Fatalf("lang %v decoded as %v", want, got)
+		}
+	}
 	if len(enc) == 0 || enc[0] != 'z' {
 		t.Fatalf("expected a compressed record")
 	}
