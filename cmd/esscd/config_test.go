@@ -215,3 +215,26 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatalf("example not read as written: %+v", c)
 	}
 }
+
+func TestGCPercentFor(t *testing.T) {
+	for _, tc := range []struct {
+		name, gogc string
+		want       int
+	}{
+		{"ok/unset-uses-esscd-default", "", defaultGCPercent},
+		{"ok/env-wins", "100", 0},
+		{"ok/env-off-wins", "off", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := gcPercentFor(func(k string) string {
+				if k == "GOGC" {
+					return tc.gogc
+				}
+				return ""
+			})
+			if got != tc.want {
+				t.Fatalf("GOGC=%q: %d, want %d", tc.gogc, got, tc.want)
+			}
+		})
+	}
+}
