@@ -203,6 +203,15 @@ func (h *idTokenHandler) PopulateTokenEndpointResponse(ctx context.Context, r fo
 		if err := h.store.DeleteOpenIDConnectSession(ctx, code); err != nil {
 			return fosite.ErrServerError.WithWrap(err)
 		}
+		// The OIDC record holds the authorize request's form (nonce,
+		// max_age, prompt) but no session (storage.FositeStore): the session
+		// is the code's, which the authorization-code handler put into r.
+		// GenerateIDToken writes into the claims, so it gets a copy.
+		sess, ok := r.GetSession().(*Session)
+		if !ok {
+			return fosite.ErrServerError.WithDebug("session is not an essc session")
+		}
+		auth.SetSession(sess.withClaimsCopy())
 		source = auth
 	}
 	sess, ok := source.GetSession().(*Session)

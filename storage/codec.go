@@ -112,6 +112,17 @@ type authorizePart struct {
 
 // Encode serialises r. ErrInvalidArgument if r or its client is nil.
 func (c *RequestCodec) Encode(r fosite.Requester) ([]byte, error) {
+	return c.encode(r, true)
+}
+
+// EncodeWithoutSession serialises r without its session: Decode rebuilds it
+// with an empty NewSession value. For the PKCE and OIDC records of a code
+// (FositeStore), which keep only the authorize request's form and client.
+func (c *RequestCodec) EncodeWithoutSession(r fosite.Requester) ([]byte, error) {
+	return c.encode(r, false)
+}
+
+func (c *RequestCodec) encode(r fosite.Requester, withSession bool) ([]byte, error) {
 	if r == nil || r.GetClient() == nil {
 		return nil, fmt.Errorf("%w: nil request or client", ErrInvalidArgument)
 	}
@@ -124,7 +135,10 @@ func (c *RequestCodec) Encode(r fosite.Requester) ([]byte, error) {
 		Form:              r.GetRequestForm(),
 		RequestedAudience: r.GetRequestedAudience(),
 		GrantedAudience:   r.GetGrantedAudience(),
-	}, Session: r.GetSession()}
+	}}
+	if withSession {
+		rec.Session = r.GetSession()
+	}
 	if l, ok := r.(interface{ GetLang() language.Tag }); ok && l.GetLang() != language.Und {
 		rec.Lang = l.GetLang().String()
 	}

@@ -66,6 +66,13 @@ type Sessions interface {
 //     stored and not expired. SetClientAssertionJWT is atomic set-if-absent:
 //     of N concurrent callers with one jti exactly one gets nil and the others
 //     fosite.ErrJTIKnown, closing the check-then-set race of fosite's caller.
+//   - The PKCE and OIDC records of a code keep the request without its
+//     session: their Get returns the form, client, scopes and id with an
+//     empty session (NewSession). fosite's PKCE handler reads the challenge
+//     from the form; essc's ID token handler takes the session from the
+//     access request, which the authorization-code handler filled from the
+//     code's record. The session is then stored once per code, not three
+//     times (and decoded once at the exchange).
 //   - GetPARSession returns a fosite.AuthorizeRequester with redirect URI,
 //     response types, state and response mode restored.
 type FositeStore interface {

@@ -212,7 +212,11 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 	if raw == "" || r == nil {
 		return fmt.Errorf("%w: empty %s key or nil request", storage.ErrInvalidArgument, kind)
 	}
-	data, err := s.codec.Encode(r)
+	encode := s.codec.Encode
+	if kind == kindPKCE || kind == kindOIDC {
+		encode = s.codec.EncodeWithoutSession // the code's record has it (FositeStore)
+	}
+	data, err := encode(r)
 	if err != nil {
 		return err
 	}

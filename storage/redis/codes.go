@@ -113,7 +113,11 @@ func (s *Store) putPart(ctx context.Context, sig string, part int, r fosite.Requ
 	if sig == "" || r == nil {
 		return fmt.Errorf("%w: empty authorization-code key or nil request", storage.ErrInvalidArgument)
 	}
-	data, err := s.plain.Encode(r)
+	encode := s.plain.Encode
+	if part != partCode {
+		encode = s.plain.EncodeWithoutSession // the code's part has it (FositeStore)
+	}
+	data, err := encode(r)
 	if err != nil {
 		return err
 	}

@@ -288,9 +288,23 @@ func testPKCEOIDCPAR(t *testing.T, e *env) {
 	}
 	o, err := e.s.GetOpenIDConnectSession(e.ctx, "sig", r)
 	noErr(t, "oidc get", err)
-	if o.GetID() != "req-p" {
-		t.Fatalf("oidc id %q", o.GetID())
+	if o.GetID() != "req-p" || o.GetClient().GetID() != "portal" || o.GetRequestForm().Get("nonce") != "n-1" || !o.GetGrantedScopes().Has("openid") {
+		t.Fatalf("oidc record lost its request: id %q, form %v", o.GetID(), o.GetRequestForm())
 	}
+	// Both keep no session (the code's record has it): an empty one comes back.
+	for name, got := range map[string]fosite.Requester{"pkce": p, "oidc": o} {
+		if sess, ok := got.GetSession().(*openid.DefaultSession); !ok || sess.Subject != "" || sess.Claims.Subject != "" || len(sess.Claims.Extra) != 0 {
+			t.Fatalf("%s record kept a session: %#v", name, got.GetSession())
+		}
+	}
+	// The PKCE and OIDC records expire with the code, by its session's expiry.
+	noErr(t, "pkce create (expiry)", e.s.CreatePKCERequestSession(e.ctx, "sig-exp", r))
+	noErr(t, "oidc create (expiry)", e.s.CreateOpenIDConnectSession(e.ctx, "sig-exp", r))
+	e.clock.Advance(61 * time.Second)
+	_, err = e.s.GetPKCERequestSession(e.ctx, "sig-exp", nil)
+	wantErr(t, "fail/pkce after the code's expiry", err, storage.ErrNotFound)
+	_, err = e.s.GetOpenIDConnectSession(e.ctx, "sig-exp", r)
+	wantErr(t, "fail/oidc after the code's expiry", err, storage.ErrNotFound)
 	par, err := e.s.GetPARSession(e.ctx, "urn:ietf:params:oauth:request_uri:abc")
 	noErr(t, "par get", err)
 	if par.GetRedirectURI().String() != "https://portal.example/cb?x=1" || par.GetState() != "st-123456" {
