@@ -211,7 +211,7 @@ func (h *idTokenHandler) PopulateTokenEndpointResponse(ctx context.Context, r fo
 		if !ok {
 			return fosite.ErrServerError.WithDebug("session is not an essc session")
 		}
-		auth.SetSession(sess.withClaimsCopy())
+		auth.SetSession(sess.Clone())
 		source = auth
 	}
 	sess, ok := source.GetSession().(*Session)

@@ -52,21 +52,6 @@ func newSession(profile string) *Session {
 	}
 }
 
-// withClaimsCopy returns a copy of s whose ID token claims can be written
-// without changing s's (the claims struct, its slices and Extra are copied;
-// headers and expiry times are shared: ID token generation only reads them).
-func (s *Session) withClaimsCopy() *Session {
-	cp := *s
-	if s.Claims != nil {
-		c := *s.Claims
-		c.Audience = slices.Clone(c.Audience)
-		c.AuthenticationMethodsReferences = slices.Clone(c.AuthenticationMethodsReferences)
-		c.Extra = maps.Clone(c.Extra)
-		cp.Claims = &c
-	}
-	return &cp
-}
-
 // GetJWTClaims returns the access-token claims: the pairwise subject (or the
 // client id for client_credentials) and client_id; fosite adds iss, aud, exp,
 // iat, jti and scope.

@@ -235,25 +235,25 @@ func TestGoldenDiscoveryAndJWKS(t *testing.T) {
 	}
 }
 
-// TestSessionClaimsCopy: the ID token is generated into a copy of the code's
-// session (the OIDC record keeps none); writing the copy's claims leaves the
+// TestSessionClone: the ID token is generated into a clone of the code's
+// session (the OIDC record keeps none); writing the clone's claims leaves the
 // session the access request carries as it was.
-func TestSessionClaimsCopy(t *testing.T) {
+func TestSessionClone(t *testing.T) {
 	s := newSession("gm")
 	s.Claims.Subject, s.Claims.Audience = "sub-1", make([]string, 1, 4)
 	s.Claims.Audience[0] = "a"
 	s.Claims.AuthenticationMethodsReferences = []string{"pin"}
 	s.Claims.Extra["k"] = "v"
-	cp := s.withClaimsCopy()
+	cp := s.Clone().(*Session)
 	cp.Claims.Nonce, cp.Claims.AccessTokenHash = "n", "h"
 	cp.Claims.Audience = append(cp.Claims.Audience, "portal") // within the original's capacity
 	cp.Claims.AuthenticationMethodsReferences[0] = "face"
 	cp.Claims.Extra["k"] = "changed"
 	if s.Claims.Nonce != "" || s.Claims.AccessTokenHash != "" || s.Claims.Audience[:2][1] != "" ||
 		s.Claims.AuthenticationMethodsReferences[0] != "pin" || s.Claims.Extra["k"] != "v" {
-		t.Fatalf("the copy wrote into the original claims: %+v", s.Claims)
+		t.Fatalf("the clone wrote into the original claims: %+v", s.Claims)
 	}
 	if cp.Subject != s.Subject || cp.Claims.Subject != "sub-1" || cp.Profile != "gm" {
-		t.Fatalf("copy lost the session: %+v", cp)
+		t.Fatalf("clone lost the session: %+v", cp)
 	}
 }

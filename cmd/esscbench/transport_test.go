@@ -155,6 +155,21 @@ func within(t *testing.T, d time.Duration, f func()) {
 	}
 }
 
+// readTimesOut reads resp's body, which must end in a timeout within 2 s
+// and leave no connection in tr's pool.
+func readTimesOut(t *testing.T, tr *syncTransport, resp *http.Response) {
+	t.Helper()
+	within(t, 2*time.Second, func() {
+		if _, err := io.ReadAll(resp.Body); errKind(err) != "timeout" {
+			t.Errorf("read past the timeout: %v (kind %s), want a timeout", err, errKind(err))
+		}
+	})
+	resp.Body.Close()
+	if tr.idleCount() != 0 {
+		t.Fatal("timed-out connection kept in the pool")
+	}
+}
+
 func TestSyncTransport(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -443,15 +458,7 @@ func TestSyncTransport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			within(t, 2*time.Second, func() {
-				if _, err = io.ReadAll(resp.Body); errKind(err) != "timeout" {
-					t.Errorf("read past the timeout: %v (kind %s), want a timeout", err, errKind(err))
-				}
-			})
-			resp.Body.Close()
-			if tr.idleCount() != 0 {
-				t.Fatal("timed-out connection kept in the pool")
-			}
+			readTimesOut(t, tr, resp)
 		}},
 		{"fail/transport-timeout-awaiting-headers", func(t *testing.T, s *transportServer, _ *syncTransport, _ *http.Client) {
 			tr := newSyncTransport(16, 100*time.Millisecond)
@@ -479,15 +486,7 @@ func TestSyncTransport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			within(t, 2*time.Second, func() {
-				if _, err = io.ReadAll(resp.Body); errKind(err) != "timeout" {
-					t.Errorf("read past the timeout: %v (kind %s), want a timeout", err, errKind(err))
-				}
-			})
-			resp.Body.Close()
-			if tr.idleCount() != 0 {
-				t.Fatal("timed-out connection kept in the pool")
-			}
+			readTimesOut(t, tr, resp)
 		}},
 		{"ok/transport-timeout-is-per-round-trip", func(t *testing.T, s *transportServer, _ *syncTransport, _ *http.Client) {
 			tr := newSyncTransport(16, 150*time.Millisecond)
