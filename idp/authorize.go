@@ -192,7 +192,7 @@ func (p *Provider) seal(pa pendingAuth) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := hmac.New(sm3.New, derive(p.cfg.GlobalSecret, "essc-pending-authorize"))
+	m := hmac.New(sm3.New, p.pendingKey)
 	m.Write(b)
 	return append(m.Sum(nil), b...), nil
 }
@@ -204,7 +204,7 @@ func (p *Provider) open(sealed []byte) (pendingAuth, error) {
 	if len(sealed) < sm3.Size {
 		return pa, errBadPending
 	}
-	m := hmac.New(sm3.New, derive(p.cfg.GlobalSecret, "essc-pending-authorize"))
+	m := hmac.New(sm3.New, p.pendingKey)
 	m.Write(sealed[sm3.Size:])
 	if !hmac.Equal(m.Sum(nil), sealed[:sm3.Size]) {
 		return pa, errBadPending

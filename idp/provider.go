@@ -92,6 +92,9 @@ type Provider struct {
 	gm      *profile
 	log     *slog.Logger
 	now     func() time.Time
+	// pendingKey tags sealed pending authorize requests (seal, open),
+	// derived once from GlobalSecret.
+	pendingKey []byte
 }
 
 // New validates cfg and builds both profiles.
@@ -132,7 +135,7 @@ func New(cfg Config) (*Provider, error) {
 	if ttl == 0 {
 		ttl = 5 * time.Second
 	}
-	p := &Provider{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	p := &Provider{cfg: cfg, log: cfg.Logger, now: cfg.Now, pendingKey: derive(cfg.GlobalSecret, "essc-pending-authorize")}
 	p.clients = &clientCache{src: cfg.Clients, ttl: ttl, now: cfg.Now, def: cfg.Lifetimes, m: map[string]cachedClient{}}
 	p.intl = newProfile(p, ProfileIntl, cfg.BaseURL, "", signing.AlgES256, []string{signing.AlgES256, signing.AlgRS256})
 	p.gm = newProfile(p, ProfileGM, cfg.BaseURL+"/gm", "/gm", signing.AlgSM2SM3, []string{signing.AlgSM2SM3})
