@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/emmansun/gmsm/sm3"
+	json "github.com/goccy/go-json" // pendingAuth only: a record essc sealed itself (docs/ARCHITECTURE.md)
 	"github.com/ory/fosite"
 
 	"github.com/essc-project/essc/storage"
