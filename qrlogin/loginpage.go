@@ -290,11 +290,7 @@ func appendURLAttr(b []byte, s string, typed bool) []byte {
 			}
 		case urlEntity:
 			b = append(b, s[last:i]...)
-			if c == '&' {
-				b = append(b, "&amp;"...)
-			} else {
-				b = append(b, "&#43;"...)
-			}
+			b = append(b, htmlEscapes[c]...)
 			last = i + 1
 			continue
 		}
