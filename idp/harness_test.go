@@ -419,13 +419,13 @@ func merge(vs ...url.Values) url.Values {
 
 func errorCode(m map[string]any) string { s, _ := m["error"].(string); return s }
 
-var _ = errors.Is
-
 // fakeEvents is an in-memory outbox with durable-looking cursors.
 type fakeEvents struct {
-	mu      sync.Mutex
-	evs     []storage.Event
-	cursors map[string]int64
+	mu       sync.Mutex
+	evs      []storage.Event
+	cursors  map[string]int64
+	advances int // AdvanceCursor calls
+	failOn   int // when > 0, the failOn-th AdvanceCursor call fails
 }
 
 func (f *fakeEvents) add(typ string, payload map[string]any) {
@@ -456,6 +456,10 @@ func (f *fakeEvents) Cursor(_ context.Context, name string) (int64, error) {
 func (f *fakeEvents) AdvanceCursor(_ context.Context, name string, seq int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.advances++
+	if f.advances == f.failOn {
+		return errors.New("fake outbox: cursor write failed")
+	}
 	if seq > f.cursors[name] {
 		f.cursors[name] = seq
 	}

@@ -259,8 +259,11 @@ const (
 // ConsumeEvents handles the registry outbox events after the provider's
 // durable cursor, at most limit of them: "tokens.revoke" revokes every token
 // of the e-card, "sessions.logout" runs BackchannelLogout for the holder.
-// The cursor advances after each handled event, so a crash re-delivers at
-// most one event (handling is idempotent). It returns how many were read.
+// The cursor advances after each of those, so a crash re-delivers at most
+// one handled event (handling is idempotent), and after the last event read;
+// the other events (most of the outbox: card issuance and the like) are
+// skipped without a write each, and a crash only makes them be read and
+// skipped again. It returns how many were read.
 func (p *Provider) ConsumeEvents(ctx context.Context, limit int) (int, error) {
 	if p.cfg.Events == nil {
 		return 0, nil
@@ -274,20 +277,23 @@ func (p *Provider) ConsumeEvents(ctx context.Context, limit int) (int, error) {
 		return 0, err
 	}
 	for i, ev := range evs {
-		if err := p.handleEvent(ctx, ev); err != nil {
-			return i, fmt.Errorf("event %d (%s): %w", ev.Seq, ev.Type, err)
+		handled := ev.Type == eventRevokeTokens || ev.Type == eventLogout
+		if handled {
+			if err := p.handleEvent(ctx, ev); err != nil {
+				return i, fmt.Errorf("event %d (%s): %w", ev.Seq, ev.Type, err)
+			}
 		}
-		if err := p.cfg.Events.AdvanceCursor(ctx, EventConsumer, ev.Seq); err != nil {
-			return i, err
+		if handled || i == len(evs)-1 {
+			if err := p.cfg.Events.AdvanceCursor(ctx, EventConsumer, ev.Seq); err != nil {
+				return i, err
+			}
 		}
 	}
 	return len(evs), nil
 }
 
+// handleEvent acts on a "tokens.revoke" or "sessions.logout" event.
 func (p *Provider) handleEvent(ctx context.Context, ev storage.Event) error {
-	if ev.Type != eventRevokeTokens && ev.Type != eventLogout {
-		return nil
-	}
 	var body struct {
 		HolderID string `json:"holder_id"`
 		ECardID  string `json:"ecard_id"`

@@ -64,6 +64,44 @@ func TestBackchannelLogoutFromOutbox(t *testing.T) {
 	}
 }
 
+// TestConsumeEventsCursorWrites: the cursor is written after each handled
+// event and after the batch's last, not after every skipped event; a
+// failed write leaves it after the last handled event, so only skipped
+// events are read again.
+func TestConsumeEventsCursorWrites(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for range 3 {
+		e.events.add("card.issued", map[string]any{"holder_id": holderA})
+	}
+	e.events.add(eventLogout, map[string]any{"holder_id": holderA, "reason": "cancelled"}) // seq 4
+	e.events.add("card.lost", map[string]any{"holder_id": holderA})
+	e.events.add("ecard.applied", map[string]any{"holder_id": holderA}) // seq 6
+	if n, err := e.p.ConsumeEvents(ctx, 10); err != nil || n != 6 {
+		t.Fatalf("consume: %d %v", n, err)
+	}
+	if c, _ := e.events.Cursor(ctx, EventConsumer); c != 6 || e.events.advances != 2 {
+		t.Fatalf("cursor %d after %d writes, want 6 after 2", c, e.events.advances)
+	}
+
+	e.events.add(eventRevokeTokens, map[string]any{"holder_id": holderA, "ecard_id": "ecard-other"}) // seq 7
+	e.events.add("card.issued", map[string]any{"holder_id": holderA})
+	e.events.add("card.issued", map[string]any{"holder_id": holderA}) // seq 9
+	e.events.failOn = e.events.advances + 2                           // the end-of-batch write fails
+	if _, err := e.p.ConsumeEvents(ctx, 10); err == nil {
+		t.Fatal("consume with a failing cursor write: no error")
+	}
+	if c, _ := e.events.Cursor(ctx, EventConsumer); c != 7 {
+		t.Fatalf("cursor %d after a failed write, want 7 (the handled event)", c)
+	}
+	if n, err := e.p.ConsumeEvents(ctx, 10); err != nil || n != 2 {
+		t.Fatalf("re-read after the failed write: %d %v, want the 2 skipped events", n, err)
+	}
+	if c, _ := e.events.Cursor(ctx, EventConsumer); c != 9 {
+		t.Fatalf("cursor %d, want 9", c)
+	}
+}
+
 func TestRevokeTokensEvent(t *testing.T) {
 	e := newEnv(t)
 	verifier, ch := pkcePair()

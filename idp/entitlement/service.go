@@ -647,7 +647,10 @@ func (s *Service) Sweep(ctx context.Context, limit int) (int, error) {
 // durable cursor CardConsumer and terminates, for each card.cancelled with
 // reason death or emigration, every open beneficiary of that holder (reason
 // and date = the event's). Terminating is idempotent, so a crash between
-// acting and advancing the cursor is harmless. Returns events read.
+// acting and advancing the cursor is harmless. The cursor advances after
+// each card.cancelled and after the last event read, not after every other
+// event (a crash only makes those be read and skipped again). Returns
+// events read.
 func (s *Service) ConsumeCardEvents(ctx context.Context, limit int) (int, error) {
 	reg := s.cfg.Registry
 	cur, err := reg.Cursor(ctx, CardConsumer)
@@ -658,14 +661,17 @@ func (s *Service) ConsumeCardEvents(ctx context.Context, limit int) (int, error)
 	if err != nil {
 		return 0, mapErr(err)
 	}
-	for _, e := range evs {
-		if e.Type == "card.cancelled" {
+	for i, e := range evs {
+		cancelled := e.Type == "card.cancelled"
+		if cancelled {
 			if err := s.terminateFrom(ctx, e); err != nil {
 				return 0, err
 			}
 		}
-		if err := reg.AdvanceCursor(ctx, CardConsumer, e.Seq); err != nil {
-			return 0, mapErr(err)
+		if cancelled || i == len(evs)-1 {
+			if err := reg.AdvanceCursor(ctx, CardConsumer, e.Seq); err != nil {
+				return 0, mapErr(err)
+			}
 		}
 	}
 	return len(evs), nil
