@@ -82,6 +82,28 @@ type auditHeadCache struct {
 	locked int // chunks committed in the locking transaction (tests)
 }
 
+// auditHead is the audit chain's head: the last entry's seq and chain.
+type auditHead struct {
+	seq   int64
+	chain []byte
+}
+
+// committed records the head a registry transaction left when it committed
+// its own appends, so the committer's next compare-and-set starts from it
+// instead of failing and taking the locking transaction. It is a hint: a
+// head that has moved on since (another replica, a later transaction) only
+// fails that compare, as before. It never moves the cache back, and skips
+// the update while a group is being committed (that commit sets the head).
+func (h *auditHeadCache) committed(head auditHead) {
+	if !h.mu.TryLock() {
+		return
+	}
+	defer h.mu.Unlock()
+	if !h.known || head.seq > h.seq {
+		h.known, h.seq, h.chain = true, head.seq, head.chain
+	}
+}
+
 func (h *auditHeadCache) commit(ctx context.Context, s *Store, group []*groupReq[storage.AuditEntry]) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -175,12 +175,15 @@ func TestAuditAppendsAcrossReplicas(t *testing.T) {
 }
 
 // TestAuditCommitPaths: on PostgreSQL a replica that was the last to append
-// commits a group in one compare-and-set statement; after an append inside
-// a registry transaction (which moved the head behind the committer's back)
-// the next group fails the compare and commits in the locking transaction,
-// and the one after that compares again.
+// commits a group in one compare-and-set statement, also after an append
+// inside one of its own registry transactions (which hands the committer
+// the head it left) but not after a rolled-back one's; an append by
+// another replica moves the head behind the committer's back, so the next
+// group fails the compare and commits in the locking transaction, and the
+// one after that compares again.
 func TestAuditCommitPaths(t *testing.T) {
-	r := openWith(newPGSchema(t, pgURL(t)), testSecrets(t))(t).(*essql.Store)
+	url, secrets := newPGSchema(t, pgURL(t)), testSecrets(t)
+	r := openWith(url, secrets)(t).(*essql.Store)
 	ctx := context.Background()
 	group := func(tag string) {
 		t.Helper()
@@ -209,11 +212,27 @@ func TestAuditCommitPaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	group("after the transaction")
-	paths(2, 2)
+	paths(3, 1)
+	rolledBack := errors.New("rolled back")
+	if err := r.Tx(ctx, func(tx storage.RegistryTx) error {
+		if _, err := tx.AppendAudit(ctx, storage.AuditEntry{Actor: "t", Action: "in-tx"}); err != nil {
+			return err
+		}
+		return rolledBack
+	}); !errors.Is(err, rolledBack) {
+		t.Fatal(err)
+	}
+	group("after the rollback")
+	paths(4, 1)
+	if _, err := openWith(url, secrets)(t).AppendAudit(ctx, storage.AuditEntry{Actor: "t", Action: "other replica"}); err != nil {
+		t.Fatal(err)
+	}
+	group("after another replica's append")
+	paths(4, 2)
 	group("again")
-	paths(3, 2)
+	paths(5, 2)
 	rep, err := r.VerifyAudit(ctx)
-	if err != nil || !rep.OK || rep.Entries != 11 {
+	if err != nil || !rep.OK || rep.Entries != 16 {
 		t.Fatalf("chain: %+v %v", rep, err)
 	}
 }

@@ -122,6 +122,7 @@ func (r *q) AppendAudit(ctx context.Context, e storage.AuditEntry) (storage.Audi
 	if _, err := r.exec(ctx, `UPDATE audit_head SET chain = ? WHERE id = 1`, e.Chain); err != nil {
 		return storage.AuditEntry{}, fmt.Errorf("sql: append audit: %w", err)
 	}
+	r.audit = auditHead{seq: e.Seq, chain: e.Chain}
 	return e, nil
 }
 

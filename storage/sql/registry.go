@@ -26,6 +26,9 @@ type querier interface {
 type q struct {
 	s  *Store
 	db querier
+	// audit is the head this transaction's last AppendAudit left (seq 0:
+	// none); Store.Tx hands it to the audit committer after the commit.
+	audit auditHead
 }
 
 var (

@@ -225,12 +225,16 @@ func (s *Store) Tx(ctx context.Context, fn func(tx storage.RegistryTx) error) (e
 			_ = sqltx.Rollback()
 		}
 	}()
-	if err := fn(&q{s: s, db: s.querier(sqltx)}); err != nil {
+	t := &q{s: s, db: s.querier(sqltx)}
+	if err := fn(t); err != nil {
 		return err
 	}
 	done = true
 	if err := sqltx.Commit(); err != nil {
 		return fmt.Errorf("sql: commit: %w", s.mapErr(err))
+	}
+	if t.audit.seq != 0 && s.dialect == postgres {
+		s.auditCache.committed(t.audit)
 	}
 	return nil
 }
