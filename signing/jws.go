@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/emmansun/gmsm/sm2"
+	"github.com/emmansun/gmsm/sm3"
 	"golang.org/x/crypto/cryptobyte"
 	"golang.org/x/crypto/cryptobyte/asn1"
 )
@@ -125,7 +126,13 @@ func (k *Key) signRaw(msg []byte) ([]byte, error) {
 	}
 	switch k.alg {
 	case AlgSM2SM3:
-		der, err := k.signer.Sign(rand.Reader, msg, sm2Opts)
+		var der []byte
+		var err error
+		if priv, ok := k.signer.(*sm2.PrivateKey); ok {
+			der, err = sm2.SignASN1(rand.Reader, priv, k.sm2Digest(msg), nil)
+		} else { // another backend hashes Z_A‖M itself (NewKey's contract)
+			der, err = k.signer.Sign(rand.Reader, msg, sm2Opts)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("sign SM2SM3: %w", err)
 		}
@@ -148,6 +155,14 @@ func (k *Key) signRaw(msg []byte) ([]byte, error) {
 	return nil, fmt.Errorf("sign %q: %w", k.alg, ErrUnsupportedAlg)
 }
 
+// sm2Digest is e = SM3(Z_A‖msg), what an SM2 signature signs.
+func (k *Key) sm2Digest(msg []byte) []byte {
+	h := sm3.New()
+	h.Write(k.za)
+	h.Write(msg)
+	return h.Sum(nil)
+}
+
 // verifyRaw checks a JOSE signature of msg strictly: R‖S exactly 64 octets
 // with r, s in [1, n-1]; RSA signatures exactly the modulus length.
 func (k *Key) verifyRaw(msg, sig []byte) error {
@@ -166,11 +181,7 @@ func (k *Key) verifyRaw(msg, sig []byte) error {
 		der := rsToDER(sig[:32], sig[32:])
 		var ok bool
 		if k.alg == AlgSM2SM3 {
-			digest, err := sm2.CalculateSM2Hash(k.ec, msg, defaultUID)
-			if err != nil {
-				return fmt.Errorf("SM2 digest: %v: %w", err, ErrInvalidKey)
-			}
-			ok = sm2.VerifyASN1(k.ec, digest, der)
+			ok = sm2.VerifyASN1(k.ec, k.sm2Digest(msg), der)
 		} else {
 			d := sha256.Sum256(msg)
 			ok = ecdsa.VerifyASN1(k.ec, d[:], der)

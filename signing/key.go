@@ -29,6 +29,10 @@ type Key struct {
 	// same pointer for every verification (the SM libraries cache per pointer).
 	ec  *ecdsa.PublicKey
 	rsa *rsa.PublicKey
+	// za is Z_A of an SM2 key (GB/T 32918.2: SM3 of the default user ID,
+	// the curve and the public key), the same for every signature: hashed
+	// once here, not again per message.
+	za []byte
 }
 
 // GenerateKey creates a fresh software key for alg (SM2 on the SM2 curve,
@@ -122,6 +126,13 @@ func NewPublicKey(alg string, pub crypto.PublicKey) (*Key, error) {
 	switch p := pub.(type) {
 	case *ecdsa.PublicKey:
 		k.ec = p
+		if alg == AlgSM2SM3 {
+			za, err := sm2.CalculateZA(p, defaultUID)
+			if err != nil {
+				return nil, fmt.Errorf("SM2 Z_A: %v: %w", err, ErrInvalidKey)
+			}
+			k.za = za
+		}
 	case *rsa.PublicKey:
 		k.rsa = p
 	}
