@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -254,6 +255,13 @@ func parseRun(args []string, stderr io.Writer) (Config, error) {
 }
 
 func main() {
+	// Like esscd, the tool collects at GOGC=300 unless GOGC is set: its
+	// simulated browsers and apps make much short-lived garbage, and its CPU
+	// shares the machine with the server's (8–14 % less per QR login,
+	// docs/PERFORMANCE.md "Eighth round"). The spawned esscd is not affected.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(300)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
