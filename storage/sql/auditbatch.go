@@ -50,12 +50,7 @@ func (s *Store) appendAuditTx(ctx context.Context, group []*groupReq[storage.Aud
 		if err := t.queryRow(ctx, `UPDATE audit_head SET seq = seq + ? WHERE id = 1 RETURNING seq, chain`, n).Scan(&last, &prev); err != nil {
 			return t.s.mapErr(err)
 		}
-		entries := chainGroup(s.secrets.AuditKey, last-int64(n), prev, group)
-		if err := t.insertAudit(ctx, entries...); err != nil {
-			return err
-		}
-		_, err := t.exec(ctx, `UPDATE audit_head SET chain = ? WHERE id = 1`, entries[n-1].Chain)
-		return err
+		return t.insertAudit(ctx, chainGroup(s.secrets.AuditKey, last-int64(n), prev, group)...)
 	})
 }
 

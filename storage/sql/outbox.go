@@ -119,31 +119,48 @@ func (r *q) AppendAudit(ctx context.Context, e storage.AuditEntry) (storage.Audi
 	if err := r.insertAudit(ctx, e); err != nil {
 		return storage.AuditEntry{}, fmt.Errorf("sql: append audit: %w", err)
 	}
-	if _, err := r.exec(ctx, `UPDATE audit_head SET chain = ? WHERE id = 1`, e.Chain); err != nil {
-		return storage.AuditEntry{}, fmt.Errorf("sql: append audit: %w", err)
-	}
 	r.audit = auditHead{seq: e.Seq, chain: e.Chain}
 	return e, nil
 }
 
-// insertAudit inserts entries with multi-row INSERTs of at most rowsPerInsert
-// rows (a group commit in a few statements).
+// insertAudit inserts entries (numbered and chained after the head that
+// this transaction moved their seq past) with multi-row INSERTs of at most
+// rowsPerInsert rows, and sets the head's chain to the last one's. On
+// PostgreSQL the last INSERT carries that UPDATE (one statement fewer per
+// append); on SQLite it is a statement of its own.
 func (r *q) insertAudit(ctx context.Context, entries ...storage.AuditEntry) error {
+	head := entries[len(entries)-1].Chain
 	for len(entries) > 0 {
 		n := min(len(entries), rowsPerInsert)
-		args := make([]any, 0, 9*n)
+		last := n == len(entries)
+		args := make([]any, 0, 1+9*n)
+		query := auditInsert[n-1]
+		if last && r.s.dialect == postgres {
+			query, args = auditInsertMovingHead[n-1], append(args, head)
+		}
 		for _, e := range entries[:n] {
 			args = append(args, e.Seq, micros(e.At), e.Actor, e.Act, e.Action, e.Target, []byte(e.Details), e.Prev, e.Chain)
 		}
-		if _, err := r.exec(ctx, auditInsert[n-1], args...); err != nil {
+		if _, err := r.exec(ctx, query, args...); err != nil {
 			return err
 		}
 		entries = entries[n:]
 	}
-	return nil
+	if r.s.dialect == postgres {
+		return nil
+	}
+	_, err := r.exec(ctx, `UPDATE audit_head SET chain = ? WHERE id = 1`, head)
+	return err
 }
 
-var auditInsert = multiRowInsert(`INSERT INTO audit_log (seq, at, actor, act, action, target, details, prev, chain) VALUES `, 9)
+var (
+	auditInsert = multiRowInsert(`INSERT INTO audit_log (seq, at, actor, act, action, target, details, prev, chain) VALUES `, 9)
+	// auditInsertMovingHead[i] is auditInsert[i] that also sets the head's
+	// chain (its first argument): PostgreSQL runs a data-modifying WITH once
+	// whether or not the statement reads it.
+	auditInsertMovingHead = multiRowInsert(`WITH head AS (UPDATE audit_head SET chain = ? WHERE id = 1) `+
+		`INSERT INTO audit_log (seq, at, actor, act, action, target, details, prev, chain) VALUES `, 9)
+)
 
 // rowsPerInsert bounds the rows of one multi-row INSERT, so the statement
 // texts (and prepared statements) stay few.
