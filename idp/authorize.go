@@ -178,6 +178,21 @@ func (p *Provider) NeedConsent(ctx context.Context, holderID string, req LoginRe
 	return needsConsent(req.Scopes, granted), nil
 }
 
+// checkGranted is Holders.Check followed by Consent.Granted (nil without a
+// consent store), in one read when the consent store can judge the e-card.
+func (p *Provider) checkGranted(ctx context.Context, holderID, ecardID, clientID string) ([]string, error) {
+	if cc, ok := p.cfg.Consent.(consentChecker); ok {
+		return cc.CheckGranted(ctx, holderID, ecardID, clientID)
+	}
+	if err := p.cfg.Holders.Check(ctx, holderID, ecardID); err != nil {
+		return nil, err
+	}
+	if p.cfg.Consent == nil {
+		return nil, nil
+	}
+	return p.cfg.Consent.Granted(ctx, holderID, clientID)
+}
+
 // pendingAuth is the validated authorize request waiting for the login step.
 type pendingAuth struct {
 	Profile     string              `json:"p"`
@@ -310,21 +325,14 @@ func (pr *profile) completeSession(ctx context.Context, ar fosite.AuthorizeReque
 			return nil, fosite.ErrLoginRequired.WithHint("The authentication is older than max_age.")
 		}
 	}
-	if err := pr.p.cfg.Holders.Check(ctx, a.HolderID, a.ECardID); err != nil {
+	granted, err := pr.p.checkGranted(ctx, a.HolderID, a.ECardID, c.rec.ID)
+	if err != nil {
 		if errors.Is(err, ErrInactive) {
 			return nil, fosite.ErrAccessDenied.WithHint("The card or e-card is not active.").WithWrap(err)
 		}
 		return nil, err
 	}
 	scopes := strings.Fields(form.Get("scope"))
-	var granted []string
-	if pr.p.cfg.Consent != nil {
-		g, err := pr.p.cfg.Consent.Granted(ctx, a.HolderID, c.rec.ID)
-		if err != nil {
-			return nil, err
-		}
-		granted = g
-	}
 	needed := needsConsent(scopes, granted)
 	for _, s := range needed {
 		if !slices.Contains(a.Consented, s) {

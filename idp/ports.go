@@ -96,6 +96,14 @@ type ConsentStore interface {
 	Grant(ctx context.Context, holderID, clientID string, scopes []string) error
 }
 
+// consentChecker is a ConsentStore that judges the holder's e-card in the
+// same read as the grant (RegistryConsents): the login's completion uses it
+// instead of HolderDirectory.Check followed by Granted. Only a store over
+// the registry the HolderDirectory reads may offer it.
+type consentChecker interface {
+	CheckGranted(ctx context.Context, holderID, ecardID, clientID string) ([]string, error)
+}
+
 // LoginStep authenticates the holder for a validated authorize request. The
 // QR login (issue 6) implements it; tests use a test-only implementation.
 type LoginStep interface {

@@ -43,6 +43,39 @@ func (d RegistryDirectory) check(ctx context.Context, holderID, ecardID string) 
 	return e, c, nil
 }
 
+// RegistryConsents is the ConsentStore over the registry. Its CheckGranted
+// serves the login's completion: RegistryDirectory.Check's judgement of the
+// holder's e-card and the holder's grant to the client, in one read.
+type RegistryConsents struct {
+	Registry storage.ConsentsWithCards
+}
+
+var _ interface {
+	ConsentStore
+	consentChecker
+} = RegistryConsents{}
+
+// Granted implements ConsentStore.
+func (c RegistryConsents) Granted(ctx context.Context, holderID, clientID string) ([]string, error) {
+	return c.Registry.Granted(ctx, holderID, clientID)
+}
+
+// Grant implements ConsentStore.
+func (c RegistryConsents) Grant(ctx context.Context, holderID, clientID string, scopes []string) error {
+	return c.Registry.Grant(ctx, holderID, clientID, scopes)
+}
+
+// CheckGranted judges holderID's e-card ecardID as RegistryDirectory.Check
+// does (ErrInactive, outages passed through) and returns the scopes the
+// holder granted clientID.
+func (c RegistryConsents) CheckGranted(ctx context.Context, holderID, ecardID, clientID string) ([]string, error) {
+	e, card, granted, err := c.Registry.ECardWithCardAndGrant(ctx, ecardID, clientID)
+	if err := usable(holderID, ecardID, e, card, err); err != nil {
+		return nil, err
+	}
+	return granted, nil
+}
+
 // usable judges e-card e and card c of holderID as read (with error err):
 // unknown records are ErrInactive, outages pass through.
 func usable(holderID, ecardID string, e storage.ECard, c storage.Card, err error) error {

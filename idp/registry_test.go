@@ -9,13 +9,14 @@ import (
 	"github.com/essc-project/essc/storage"
 )
 
-// fakeRegistry answers the three reads RegistryDirectory makes; the embedded
+// fakeRegistry answers the reads RegistryDirectory and RegistryConsents make; the embedded
 // interface is nil so any other call would fail the test loudly.
 type fakeRegistry struct {
 	storage.RegistryReader
 	ecards  map[string]storage.ECard
 	cards   map[string]storage.Card
 	holders map[string]storage.Holder
+	grants  map[string]map[string][]string
 	down    bool
 }
 
@@ -62,12 +63,31 @@ func (f *fakeRegistry) Holder(_ context.Context, id string) (storage.Holder, err
 	return h, f.get(ok)
 }
 
+// ECardWithCardAndGrant, Granted and Grant make the fake a
+// storage.ConsentsWithCards; grants are by holder, then client.
+func (f *fakeRegistry) ECardWithCardAndGrant(ctx context.Context, id, clientID string) (storage.ECard, storage.Card, []string, error) {
+	e, c, err := f.ECardWithCard(ctx, id)
+	if err != nil {
+		return e, c, nil, err
+	}
+	return e, c, f.grants[e.HolderID][clientID], nil
+}
+
+func (f *fakeRegistry) Granted(_ context.Context, holderID, clientID string) ([]string, error) {
+	return f.grants[holderID][clientID], f.get(true)
+}
+
+func (f *fakeRegistry) Grant(context.Context, string, string, []string) error {
+	return errors.New("fake registry: Grant not used by these tests")
+}
+
 func TestRegistryDirectory(t *testing.T) {
 	base := func() *fakeRegistry {
 		return &fakeRegistry{
 			ecards:  map[string]storage.ECard{"e1": {ID: "e1", CardID: "c1", HolderID: "h1", Level: 2, Status: storage.ECardActive}},
 			cards:   map[string]storage.Card{"c1": {ID: "c1", HolderID: "h1", Region: "410100", Status: storage.CardActive}},
 			holders: map[string]storage.Holder{"h1": {ID: "h1", Name: "李四", SSN: "410102198001011234", SSNMasked: "4101**********1234"}},
+			grants:  map[string]map[string][]string{"h1": {"portal": {"profile"}}, "h2": {"portal": {"essc.card"}}},
 		}
 	}
 	for _, tt := range []struct {
@@ -89,9 +109,13 @@ func TestRegistryDirectory(t *testing.T) {
 			f := base()
 			tt.mutate(f)
 			id, err := RegistryDirectory{Registry: f}.Identity(context.Background(), tt.holder, "e1")
+			granted, gerr := RegistryConsents{Registry: f}.CheckGranted(context.Background(), tt.holder, "e1", "portal")
 			if tt.want == nil {
 				if cerr := (RegistryDirectory{Registry: f}).Check(context.Background(), tt.holder, "e1"); cerr != nil {
 					t.Fatalf("Check: %v", cerr)
+				}
+				if gerr != nil || len(granted) != 1 || granted[0] != "profile" {
+					t.Fatalf("CheckGranted: %v %v, want the holder's own grant", granted, gerr)
 				}
 				if err != nil || id.Name != "李四" || id.Level != 2 || id.Region != "410100" || id.SSNMasked == "" {
 					t.Fatalf("%+v %v", id, err)
@@ -103,6 +127,9 @@ func TestRegistryDirectory(t *testing.T) {
 			}
 			if cerr := (RegistryDirectory{Registry: f}).Check(context.Background(), tt.holder, "e1"); !errors.Is(cerr, tt.want) {
 				t.Fatalf("Check: %v, want %v", cerr, tt.want)
+			}
+			if !errors.Is(gerr, tt.want) || granted != nil {
+				t.Fatalf("CheckGranted: %v %v, want %v and no grant", granted, gerr, tt.want)
 			}
 			if tt.want == ErrInactive && errors.Is(err, storage.ErrUnavailable) {
 				t.Fatal("inactive reported as outage")

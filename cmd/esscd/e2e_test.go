@@ -452,9 +452,24 @@ func runEndToEnd(t *testing.T, s *stack) {
 		t.Fatalf("fail/unbound phone still accepted: %v", err)
 	}
 
+	// A login confirmed before the loss report is refused at its completion.
+	b5 := s.browser(t)
+	b5.authorize(nil)
+	if _, err := app.Scan(ctx, b5.payload()); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Confirm(ctx, b5.txn, b5.number(), "258147"); err != nil {
+		t.Fatal(err)
+	}
+
 	// Report loss: the e-card is suspended at once; the old token stops working.
 	if err := app.ReportLoss(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if code, err := b5.complete(); err == nil || code != "" {
+		t.Fatalf("fail/completion after loss: code %q, %v", code, err)
+	} else {
+		t.Logf("completion after loss: %v", err)
 	}
 	if code := userinfo(t, s.base+"/gm/userinfo", at); code == 200 {
 		t.Fatal("fail/userinfo after loss")

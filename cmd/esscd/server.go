@@ -97,7 +97,7 @@ func newApp(ctx context.Context, cfg FileConfig, log *slog.Logger) (_ *app, err 
 		Sessions:        a.sessions,
 		Holders:         idp.RegistryDirectory{Registry: a.reg},
 		Replay:          a.sessions,
-		Consent:         a.reg,
+		Consent:         idp.RegistryConsents{Registry: a.reg},
 		Login:           login,
 		Events:          a.reg,
 		Logins:          idp.RegistryLoginIndex{Store: a.reg},

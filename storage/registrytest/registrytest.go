@@ -1193,8 +1193,43 @@ func testConsents(t *testing.T, open func(t *testing.T) storage.Registry) {
 	if got, _ := c.Granted(ctx, "h1", "portal"); len(got) != 3 {
 		t.Fatalf("refused grant changed the record: %v", got)
 	}
+	testECardWithCardAndGrant(t, r)
 	rep, err := r.VerifyAudit(ctx)
 	if err != nil || !rep.OK {
 		t.Fatalf("audit chain: %+v %v", rep, err)
 	}
+}
+
+// testECardWithCardAndGrant: the completion's read returns what
+// ECardWithCard returns and the grant of the e-card's own holder to that
+// client only.
+func testECardWithCardAndGrant(t *testing.T, r storage.Registry) {
+	cw, ok := r.(storage.ConsentsWithCards)
+	if !ok {
+		return
+	}
+	ctx := context.Background()
+	w := seed(t, r, 40, "A00000040")
+	var e storage.ECard
+	mustTx(t, r, func(tx storage.RegistryTx) error {
+		var err error
+		e, err = tx.CreateECard(ctx, storage.ECard{CardID: w.card.ID, HolderID: w.holder.ID, Level: 1})
+		return err
+	})
+	wantE, wantC, err := r.ECardWithCard(ctx, e.ID)
+	noErr(t, "ECardWithCard", err)
+	ge, gc, granted, err := cw.ECardWithCardAndGrant(ctx, e.ID, "portal")
+	noErr(t, "ECardWithCardAndGrant", err)
+	if !reflect.DeepEqual(ge, wantE) || !reflect.DeepEqual(gc, wantC) || granted != nil {
+		t.Fatalf("ECardWithCardAndGrant before a grant = %+v %+v %v, want %+v %+v nil (h1's grant to portal is not this holder's)", ge, gc, granted, wantE, wantC)
+	}
+	noErr(t, "Grant", cw.Grant(ctx, w.holder.ID, "portal", []string{"profile", "essc.card"}))
+	if _, _, granted, err = cw.ECardWithCardAndGrant(ctx, e.ID, "portal"); err != nil || !reflect.DeepEqual(granted, []string{"essc.card", "profile"}) {
+		t.Fatalf("ECardWithCardAndGrant after a grant = %v, %v", granted, err)
+	}
+	if _, _, granted, err = cw.ECardWithCardAndGrant(ctx, e.ID, "other-portal"); err != nil || granted != nil {
+		t.Fatalf("ECardWithCardAndGrant for another client = %v, %v", granted, err)
+	}
+	_, _, _, err = cw.ECardWithCardAndGrant(ctx, "no-such-ecard", "portal")
+	wantErr(t, "fail/unknown e-card", err, storage.ErrNotFound)
 }

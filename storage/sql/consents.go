@@ -12,7 +12,7 @@ import (
 	"github.com/essc-project/essc/storage"
 )
 
-var _ storage.Consents = (*Store)(nil)
+var _ storage.ConsentsWithCards = (*Store)(nil)
 
 // Granted implements storage.Consents.
 func (s *Store) Granted(ctx context.Context, holderID, clientID string) ([]string, error) {
@@ -25,6 +25,30 @@ func (s *Store) Granted(ctx context.Context, holderID, clientID string) ([]strin
 		return nil, fmt.Errorf("sql: consent: %w", s.mapErr(err))
 	}
 	return strings.Fields(scopes), nil
+}
+
+// ecardWithCardAndGrantQuery is ecardWithCardQuery with the holder's grant
+// to a client (its first argument) joined on the consents' primary key.
+var ecardWithCardAndGrantQuery = `SELECT ` + qualify("e", ecardCols) + `, ` + qualify("c", cardCols) + `, COALESCE(g.scopes, '')` +
+	` FROM ecards e JOIN cards c ON c.id = e.card_id LEFT JOIN consents g ON g.holder_id = e.holder_id AND g.client_id = ? WHERE e.id = ?`
+
+// ECardWithCardAndGrant implements storage.ConsentsWithCards.
+func (s *Store) ECardWithCardAndGrant(ctx context.Context, ecardID, clientID string) (storage.ECard, storage.Card, []string, error) {
+	var e storage.ECard
+	var c storage.Card
+	var scopes string
+	ed, efinish := ecardTargets(&e)
+	cd, cfinish := cardTargets(&c)
+	if err := s.q.queryRow(ctx, ecardWithCardAndGrantQuery, clientID, ecardID).Scan(append(append(ed, cd...), &scopes)...); err != nil {
+		return storage.ECard{}, storage.Card{}, nil, s.mapErr(err)
+	}
+	efinish()
+	cfinish()
+	var granted []string
+	if scopes != "" {
+		granted = strings.Fields(scopes)
+	}
+	return e, c, granted, nil
 }
 
 // Grant implements storage.Consents: the union of the stored and the new
