@@ -101,6 +101,19 @@ func seed(t *testing.T, r storage.Registry, i int, number string) world {
 	return w
 }
 
+// seedECard is seed with an active level-1 e-card on the card.
+func seedECard(t *testing.T, r storage.Registry, i int, number string) (world, storage.ECard) {
+	t.Helper()
+	w := seed(t, r, i, number)
+	var e storage.ECard
+	mustTx(t, r, func(tx storage.RegistryTx) error {
+		var err error
+		e, err = tx.CreateECard(context.Background(), storage.ECard{CardID: w.card.ID, HolderID: w.holder.ID, Level: 1})
+		return err
+	})
+	return w, e
+}
+
 func wantErr(t *testing.T, what string, err, target error) {
 	t.Helper()
 	if !errors.Is(err, target) {
@@ -552,13 +565,7 @@ func testPINRestart(t *testing.T, open func(t *testing.T) storage.Registry) {
 func testECards(t *testing.T, open func(t *testing.T) storage.Registry) {
 	r := open(t)
 	ctx := context.Background()
-	w := seed(t, r, 6, "A00000010")
-	var e storage.ECard
-	mustTx(t, r, func(tx storage.RegistryTx) error {
-		var err error
-		e, err = tx.CreateECard(ctx, storage.ECard{CardID: w.card.ID, HolderID: w.holder.ID, Level: 1})
-		return err
-	})
+	w, e := seedECard(t, r, 6, "A00000010")
 	if e.ID == "" || e.Status != storage.ECardActive || e.Version != 1 {
 		t.Fatalf("created %+v", e)
 	}
@@ -1209,13 +1216,7 @@ func testECardWithCardAndGrant(t *testing.T, r storage.Registry) {
 		return
 	}
 	ctx := context.Background()
-	w := seed(t, r, 40, "A00000040")
-	var e storage.ECard
-	mustTx(t, r, func(tx storage.RegistryTx) error {
-		var err error
-		e, err = tx.CreateECard(ctx, storage.ECard{CardID: w.card.ID, HolderID: w.holder.ID, Level: 1})
-		return err
-	})
+	w, e := seedECard(t, r, 40, "A00000040")
 	wantE, wantC, err := r.ECardWithCard(ctx, e.ID)
 	noErr(t, "ECardWithCard", err)
 	ge, gc, granted, err := cw.ECardWithCardAndGrant(ctx, e.ID, "portal")

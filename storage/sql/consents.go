@@ -34,16 +34,11 @@ var ecardWithCardAndGrantQuery = `SELECT ` + qualify("e", ecardCols) + `, ` + qu
 
 // ECardWithCardAndGrant implements storage.ConsentsWithCards.
 func (s *Store) ECardWithCardAndGrant(ctx context.Context, ecardID, clientID string) (storage.ECard, storage.Card, []string, error) {
-	var e storage.ECard
-	var c storage.Card
 	var scopes string
-	ed, efinish := ecardTargets(&e)
-	cd, cfinish := cardTargets(&c)
-	if err := s.q.queryRow(ctx, ecardWithCardAndGrantQuery, clientID, ecardID).Scan(append(append(ed, cd...), &scopes)...); err != nil {
-		return storage.ECard{}, storage.Card{}, nil, s.mapErr(err)
+	e, c, err := s.q.scanECardWithCard(s.q.queryRow(ctx, ecardWithCardAndGrantQuery, clientID, ecardID), &scopes)
+	if err != nil {
+		return storage.ECard{}, storage.Card{}, nil, err
 	}
-	efinish()
-	cfinish()
 	var granted []string
 	if scopes != "" {
 		granted = strings.Fields(scopes)

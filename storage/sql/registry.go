@@ -398,11 +398,17 @@ func qualify(alias, cols string) string {
 
 // ECardWithCard implements storage.RegistryReader.
 func (r *q) ECardWithCard(ctx context.Context, ecardID string) (storage.ECard, storage.Card, error) {
+	return r.scanECardWithCard(r.queryRow(ctx, ecardWithCardQuery, ecardID))
+}
+
+// scanECardWithCard scans a row that starts with an e-card's and its card's
+// columns (ecardCols, cardCols), then the columns scanned into extra.
+func (r *q) scanECardWithCard(row *dbsql.Row, extra ...any) (storage.ECard, storage.Card, error) {
 	var e storage.ECard
 	var c storage.Card
 	ed, efinish := ecardTargets(&e)
 	cd, cfinish := cardTargets(&c)
-	if err := r.queryRow(ctx, ecardWithCardQuery, ecardID).Scan(append(ed, cd...)...); err != nil {
+	if err := row.Scan(append(append(ed, cd...), extra...)...); err != nil {
 		return storage.ECard{}, storage.Card{}, r.s.mapErr(err)
 	}
 	efinish()
@@ -413,23 +419,17 @@ func (r *q) ECardWithCard(ctx context.Context, ecardID string) (storage.ECard, s
 // ECardWithHolder implements storage.RegistryReader.
 func (r *q) ECardWithHolder(ctx context.Context, ecardID string) (storage.Holder, storage.ECard, storage.Card, error) {
 	var h storage.Holder
-	var e storage.ECard
-	var c storage.Card
 	var enc []byte
 	var created int64
-	ed, efinish := ecardTargets(&e)
-	cd, cfinish := cardTargets(&c)
-	dest := append(append(ed, cd...), &h.ID, &h.Name, &enc, &h.SSNMasked, &created)
-	if err := r.queryRow(ctx, ecardWithHolderQuery, ecardID).Scan(dest...); err != nil {
-		return storage.Holder{}, storage.ECard{}, storage.Card{}, r.s.mapErr(err)
+	e, c, err := r.scanECardWithCard(r.queryRow(ctx, ecardWithHolderQuery, ecardID), &h.ID, &h.Name, &enc, &h.SSNMasked, &created)
+	if err != nil {
+		return storage.Holder{}, storage.ECard{}, storage.Card{}, err
 	}
 	ssn, err := r.s.decryptSSN(h.ID, enc)
 	if err != nil {
 		return storage.Holder{}, storage.ECard{}, storage.Card{}, err
 	}
 	h.SSN, h.CreatedAt = ssn, fromMicros(created)
-	efinish()
-	cfinish()
 	return h, e, c, nil
 }
 
