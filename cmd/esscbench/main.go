@@ -87,16 +87,21 @@ func (c Config) phonesNeeded() int {
 		for _, v := range c.Ops {
 			n = max(n, v)
 		}
-		return min(runs*n/18+c.Workers+1, 3000)
+		return min(runs*n/18+c.Workers+1, maxPhones)
 	}
 	// A timed run: enough phones for up to maxLoginRate logins a second
 	// within one minute's scan window (the limit is per clock minute).
 	window := min(time.Duration(runs)*c.Duration, time.Minute).Seconds()
-	return min(max(256, 2*c.Workers, int(window*maxLoginRate/20)+c.Workers+1), 3000)
+	return min(max(256, 2*c.Workers, int(window*maxLoginRate/20)+c.Workers+1), maxPhones)
 }
 
-// maxLoginRate is the QR login rate a timed run sizes its phones for.
-const maxLoginRate = 1000
+// maxLoginRate is the QR login rate a timed run sizes its phones for (a
+// fast two-core host does 1,200 a second embedded).
+const maxLoginRate = 2500
+
+// maxPhones bounds the pool (and --phones): registering a phone costs the
+// run's setup about a millisecond.
+const maxPhones = 10000
 
 // parseRun parses and validates `esscbench run` arguments, reporting every
 // problem at once.
@@ -194,8 +199,8 @@ func parseRun(args []string, stderr io.Writer) (Config, error) {
 	if c.Warmup < 0 {
 		c.Warmup = c.Workers
 	}
-	if c.Phones < 0 || c.Phones > 10000 {
-		bad("--phones: must be 0..10000")
+	if c.Phones < 0 || c.Phones > maxPhones {
+		bad("--phones: must be 0..%d", maxPhones)
 	}
 	if c.Batch < 1 || c.Batch > 20000 {
 		bad("--batch: must be 1..20000")

@@ -138,13 +138,14 @@ func TestPhonesNeeded(t *testing.T) {
 	}{
 		{"ok/explicit", Config{Phones: 7, Requests: 1e6, Workers: 4}, 7},
 		{"ok/count", Config{Requests: 1800, Workers: 64}, 100 + 64 + 1},
-		{"ok/count-capped", Config{Requests: 1e7, Workers: 64}, 3000},
+		{"ok/count-capped", Config{Requests: 1e7, Workers: 64}, 10000},
 		{"ok/duration", Config{Duration: time.Second, Workers: 64}, 256},
 		{"ok/duration-many-workers", Config{Duration: time.Second, Workers: 500}, 1000},
-		{"ok/duration-8s", Config{Duration: 8 * time.Second, Workers: 16}, 8*1000/20 + 16 + 1},
-		{"ok/duration-soak-capped", Config{Duration: time.Minute, Workers: 64}, 3000},
+		{"ok/duration-8s", Config{Duration: 8 * time.Second, Workers: 16}, 8*2500/20 + 16 + 1},
+		{"ok/duration-soak", Config{Duration: time.Minute, Workers: 64}, 60*2500/20 + 64 + 1},
+		{"ok/duration-soak-capped", Config{Duration: time.Minute, Workers: 4000}, 10000},
 		{"ok/count-two-qr-scenarios", Config{Requests: 1800, Workers: 64, Scenarios: []string{"qr-login", "refresh", "qr-login-sse"}}, 200 + 64 + 1},
-		{"ok/duration-two-qr-scenarios", Config{Duration: 4 * time.Second, Workers: 16, Scenarios: []string{"qr-login", "qr-login-sse"}}, 8*1000/20 + 16 + 1},
+		{"ok/duration-two-qr-scenarios", Config{Duration: 4 * time.Second, Workers: 16, Scenarios: []string{"qr-login", "qr-login-sse"}}, 8*2500/20 + 16 + 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.c.phonesNeeded(); got != tc.want {
