@@ -43,7 +43,7 @@ type Store struct {
 	log      *slog.Logger
 
 	mu       sync.Mutex
-	writes   int
+	expiries expiries
 	items    map[string]*item               // fosite items by kind+hash
 	reqIdx   map[string]map[string]struct{} // request id -> token item keys
 	subjIdx  map[string]map[string]subjEntry
@@ -99,6 +99,7 @@ func New(cfg Config) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.expiries = newExpiries(s.now())
 	if s.subjects == nil {
 		s.subjects = storage.SessionSubject
 	}
@@ -140,42 +141,46 @@ const (
 
 func key(kind, raw string) string { return kind + ":" + storage.HashKey(kind, raw) }
 
-// sweep drops expired entries; called every 1024 writes under mu.
+// sweepBudget bounds the expired entries one write drops (see expiries.sweep).
+const sweepBudget = 64
+
+// sweepLocked drops entries that expired before now's second; called by
+// every write under mu (reads check expiry themselves).
 func (s *Store) sweepLocked(now time.Time) {
-	s.writes++
-	if s.writes%1024 != 0 {
-		return
-	}
-	for k, it := range s.items {
-		if !now.Before(it.exp) {
-			s.dropItemLocked(k)
-		}
-	}
-	for k, e := range s.expiring {
-		if !now.Before(e.exp) {
-			delete(s.expiring, k)
-		}
-	}
-	for k, t := range s.qr {
-		if !now.Before(t.ExpiresAt) {
-			delete(s.qr, k)
-		}
-	}
-	for k, ss := range s.sso {
-		if !now.Before(ss.ExpiresAt) {
-			s.dropSSOLocked(k)
-		}
-	}
-	for subj, m := range s.subjIdx {
-		for rid, e := range m {
-			if !now.Before(e.exp) {
-				delete(m, rid)
+	s.expiries.sweep(now, sweepBudget, func(r expiryRef) {
+		switch r.in {
+		case inItems:
+			if it, ok := s.items[r.key]; ok && !now.Before(it.exp) {
+				s.dropItemLocked(r.key)
+			}
+		case inExpiring:
+			if e, ok := s.expiring[r.key]; ok && !now.Before(e.exp) {
+				delete(s.expiring, r.key)
+			}
+		case inQR:
+			if t, ok := s.qr[r.key]; ok && !now.Before(t.ExpiresAt) {
+				delete(s.qr, r.key)
+			}
+		case inSSO:
+			if ss, ok := s.sso[r.key]; ok && !now.Before(ss.ExpiresAt) {
+				s.dropSSOLocked(r.key)
+			}
+		case inSubj:
+			m := s.subjIdx[r.key]
+			if e, ok := m[r.sub]; ok && !now.Before(e.exp) {
+				delete(m, r.sub)
+				if len(m) == 0 {
+					delete(s.subjIdx, r.key)
+				}
 			}
 		}
-		if len(m) == 0 {
-			delete(s.subjIdx, subj)
-		}
-	}
+	})
+}
+
+// putExpiringLocked stores e under k and files its expiry.
+func (s *Store) putExpiringLocked(k string, e expiring) {
+	s.expiring[k] = e
+	s.expiries.file(e.exp, expiryRef{in: inExpiring, key: k})
 }
 
 func (s *Store) dropItemLocked(k string) {
@@ -235,6 +240,7 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 	s.sweepLocked(now)
 	s.dropItemLocked(k)
 	s.items[k] = it
+	s.expiries.file(exp, expiryRef{in: inItems, key: k})
 	if index {
 		m := s.reqIdx[it.reqID]
 		if m == nil {
@@ -250,6 +256,7 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 			}
 			if e := sm[it.reqID]; exp.After(e.exp) {
 				sm[it.reqID] = subjEntry{exp, subj.Tag}
+				s.expiries.file(exp, expiryRef{in: inSubj, key: subj.Key, sub: it.reqID})
 			}
 		}
 	}
@@ -549,7 +556,7 @@ func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.
 	if !exp.After(now) {
 		return nil // already expired: nothing to remember, the assertion is rejected by its exp
 	}
-	s.expiring[k] = expiring{exp: exp}
+	s.putExpiringLocked(k, expiring{exp: exp})
 	return nil
 }
 
@@ -581,7 +588,7 @@ func (s *Store) Seen(ctx context.Context, namespace, k string, ttl time.Duration
 	if _, ok := s.liveExpiringLocked(full); ok {
 		return false, nil
 	}
-	s.expiring[full] = expiring{exp: now.Add(ttl)}
+	s.putExpiringLocked(full, expiring{exp: now.Add(ttl)})
 	return true, nil
 }
 
@@ -601,8 +608,12 @@ func (s *Store) Allow(ctx context.Context, k string, limit int, window time.Dura
 	full := fmt.Sprintf("rate:%s:%d", k, start.UnixMilli())
 	e, _ := s.liveExpiringLocked(full)
 	e.count++
-	e.exp = end
-	s.expiring[full] = e
+	if e.count == 1 { // the window's key: its end never moves
+		e.exp = end
+		s.putExpiringLocked(full, e)
+	} else {
+		s.expiring[full] = e
+	}
 	return storage.Decide(e.count, limit, now, end), nil
 }
 
@@ -622,7 +633,7 @@ func (s *Store) PutOnce(ctx context.Context, namespace, k string, value []byte, 
 	if _, ok := s.liveExpiringLocked(full); ok {
 		return fmt.Errorf("once %s: %w", namespace, storage.ErrDuplicate)
 	}
-	s.expiring[full] = expiring{data: bytes.Clone(value), exp: now.Add(ttl)}
+	s.putExpiringLocked(full, expiring{data: bytes.Clone(value), exp: now.Add(ttl)})
 	return nil
 }
 

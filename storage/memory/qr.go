@@ -37,6 +37,7 @@ func (s *Store) CreateQR(ctx context.Context, t storage.QRTransaction) (storage.
 	t.CreatedAt = now.Truncate(time.Millisecond) // same precision as Redis
 	t.ExpiresAt = t.ExpiresAt.Truncate(time.Millisecond)
 	s.qr[k] = t
+	s.expiries.file(t.ExpiresAt, expiryRef{in: inQR, key: k})
 	return cloneQR(t), nil
 }
 
@@ -123,7 +124,11 @@ func (s *Store) transition(ctx context.Context, id, from, to string, mutate func
 	}
 	next.State = to
 	next.Version = t.Version + 1
-	s.qr[key(kindQR, id)] = next
+	k := key(kindQR, id)
+	s.qr[k] = next
+	if !next.ExpiresAt.Equal(t.ExpiresAt) { // shortened
+		s.expiries.file(next.ExpiresAt, expiryRef{in: inQR, key: k})
+	}
 	if ws := s.watchersLocked(id); len(ws) > 0 {
 		woke := cloneQR(next) // the watchers' read-only copy
 		wake(ws, &woke)       // non-blocking sends under the lock cannot race a close

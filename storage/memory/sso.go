@@ -36,6 +36,7 @@ func (s *Store) putSSOLocked(h string, ss storage.SSOSession) {
 	stored.ID = "" // never keep the raw cookie secret
 	stored.Data = bytes.Clone(ss.Data)
 	s.sso[h] = stored
+	s.expiries.file(ss.ExpiresAt, expiryRef{in: inSSO, key: h})
 	if ss.Subject != "" {
 		m := s.ssoSubj[ss.Subject]
 		if m == nil {
