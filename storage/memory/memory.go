@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -230,7 +231,11 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 	if kind == kindPAR {
 		exp = storage.PARExpiry(r, now, s.fallback)
 	}
-	it := &item{data: data, reqID: r.GetID(), exp: exp}
+	// Strings kept past this call are copied: a request decoded from a
+	// stored record (the code's, at the token endpoint) holds strings that
+	// share the decoder's buffer of the whole record, which an index key
+	// would otherwise keep alive for the token's lifetime.
+	it := &item{data: data, reqID: strings.Clone(r.GetID()), exp: exp}
 	if accessRaw != "" {
 		it.accessKey = key(kindAccess, accessRaw)
 	}
@@ -249,6 +254,7 @@ func (s *Store) put(ctx context.Context, kind, raw string, r fosite.Requester, t
 		}
 		m[k] = struct{}{}
 		for _, subj := range s.subjects(r) {
+			subj.Key, subj.Tag = strings.Clone(subj.Key), strings.Clone(subj.Tag)
 			sm := s.subjIdx[subj.Key]
 			if sm == nil {
 				sm = map[string]subjEntry{}
