@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench-ab.sh BASE ROUNDS SCENARIOS DURATION OUT
 # Runs the esscd of git revision BASE and the one just built (bin/esscd)
-# alternately, ROUNDS times, with the same esscbench, on the embedded default
+# alternately, ROUNDS times (base first in odd rounds, head first in even),
+# with the same esscbench, on the embedded default
 # and, when ESSC_TEST_REDIS_URL and ESSC_TEST_DATABASE_URL are set, on Redis +
 # PostgreSQL; then compares the two builds' best ratios with `esscbench
 # check` (the base's reports as the baseline, 15 % tolerance). Alternating
@@ -25,7 +26,9 @@ for i in $(seq "$rounds"); do
     if [ "$backend" = redis-postgres ]; then
       extra=(--spawn-redis "$ESSC_TEST_REDIS_URL" --spawn-database "$ESSC_TEST_DATABASE_URL")
     fi
-    for build in base head; do
+    order=(base head)
+    if [ $((i % 2)) -eq 0 ]; then order=(head base); fi # the second run of a pair may pay for the first's clean-up
+    for build in "${order[@]}"; do
       bin=bin/esscd
       [ "$build" = base ] && bin=$out/base/esscd
       echo "round $i, $backend, $build"
