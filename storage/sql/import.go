@@ -181,6 +181,10 @@ func (s *Store) importBatchPG(ctx context.Context, staged []stageRow) (storage.I
 
 func (s *Store) importBatchSQLite(ctx context.Context, staged []stageRow) (storage.ImportResult, error) {
 	var res storage.ImportResult
+	if err := s.writes.enter(ctx); err != nil {
+		return res, err
+	}
+	defer s.writes.leave()
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return res, s.mapErr(err)

@@ -31,6 +31,13 @@ func newSignInBatcher(s *Store) *committer[storage.SignIn] {
 	return newCommitter("add sign-in", func(group []*groupReq[storage.SignIn]) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		if err := s.writes.enter(ctx); err != nil {
+			for _, r := range group {
+				r.err = err
+			}
+			return
+		}
+		defer s.writes.leave()
 		for len(group) > 0 {
 			chunk := group[:min(len(group), rowsPerInsert)]
 			group = group[len(chunk):]

@@ -54,6 +54,7 @@ type Store struct {
 	log        *slog.Logger
 	stmts      *stmtCache // SQLite only; nil on PostgreSQL
 	file       string     // the SQLite database file, named in disk-full errors
+	writes     writeGate  // SQLite: one of this process's writers at a time (writegate.go)
 	audit      *committer[storage.AuditEntry]
 	auditCache auditHeadCache // the PostgreSQL audit committer's head (auditbatch.go)
 	signIns    *committer[storage.SignIn]
@@ -71,7 +72,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, dialect: d, secrets: cfg.Secrets, now: cfg.Now, log: cfg.Logger}
+	s := &Store{db: db, dialect: d, secrets: cfg.Secrets, now: cfg.Now, log: cfg.Logger, writes: newWriteGate(d)}
 	if d == sqliteDialect {
 		s.file = sqliteFile(cfg.URL)
 	}
@@ -162,7 +163,7 @@ func sqliteDSN(raw string) (string, error) {
 		return "", fmt.Errorf("sql: sqlite url query: %w", err)
 	}
 	v.Set("_txlock", "immediate")
-	v.Add("_pragma", "busy_timeout(10000)")
+	v.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
 	v.Add("_pragma", "journal_mode(WAL)")
 	v.Add("_pragma", "foreign_keys(1)")
 	v.Add("_pragma", "synchronous(NORMAL)")
@@ -215,6 +216,10 @@ func (s *Store) Rebind(query string) string { return s.rebind(query) }
 
 // Tx runs fn in one transaction (BEGIN IMMEDIATE on SQLite).
 func (s *Store) Tx(ctx context.Context, fn func(tx storage.RegistryTx) error) (err error) {
+	if err := s.writes.enter(ctx); err != nil {
+		return err
+	}
+	defer s.writes.leave()
 	sqltx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sql: begin: %w", s.mapErr(err))
