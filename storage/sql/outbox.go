@@ -86,7 +86,7 @@ func (r *q) AdvanceCursor(ctx context.Context, consumer string, seq int64) error
 	if consumer == "" {
 		return fmt.Errorf("sql: cursor without consumer name: %w", storage.ErrInvalidRecord)
 	}
-	_, err := r.exec(ctx, `INSERT INTO outbox_cursors (consumer, seq) VALUES (?, ?)
+	_, err := r.gatedExec(ctx, `INSERT INTO outbox_cursors (consumer, seq) VALUES (?, ?)
 		ON CONFLICT (consumer) DO UPDATE SET seq = CASE WHEN excluded.seq > outbox_cursors.seq THEN excluded.seq ELSE outbox_cursors.seq END`,
 		consumer, seq)
 	return err

@@ -350,7 +350,7 @@ func (r *q) AcceptPIN(ctx context.Context, cardID string, verifier []byte) (bool
 	case failures == 0:
 		return true, nil
 	}
-	res, err := r.exec(ctx, `UPDATE cards SET pin_failures = 0 WHERE id = ? AND pin_locked = 0 AND pin_verifier = ?`,
+	res, err := r.gatedExec(ctx, `UPDATE cards SET pin_failures = 0 WHERE id = ? AND pin_locked = 0 AND pin_verifier = ?`,
 		cardID, verifier)
 	if err != nil {
 		return false, err

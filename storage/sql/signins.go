@@ -76,7 +76,7 @@ const purgeBatch = 1000
 func (s *Store) PurgeExpiredSignIns(ctx context.Context) (int64, error) {
 	var total int64
 	for {
-		res, err := s.q.exec(ctx, `DELETE FROM sign_ins WHERE sid IN (SELECT sid FROM sign_ins WHERE expires_at <= ? LIMIT ?)`,
+		res, err := s.q.gatedExec(ctx, `DELETE FROM sign_ins WHERE sid IN (SELECT sid FROM sign_ins WHERE expires_at <= ? LIMIT ?)`,
 			s.q.nowMicros(), purgeBatch)
 		if err != nil {
 			return total, fmt.Errorf("sql: purge sign-ins: %w", err)
@@ -133,6 +133,6 @@ func (s *Store) SignIn(ctx context.Context, sid string) (storage.SignIn, error) 
 
 // DropSignIn implements storage.SignIns.
 func (s *Store) DropSignIn(ctx context.Context, sid string) error {
-	_, err := s.q.db.ExecContext(ctx, s.rebind(`DELETE FROM sign_ins WHERE sid = ?`), sid)
-	return s.mapErr(err)
+	_, err := s.q.gatedExec(ctx, `DELETE FROM sign_ins WHERE sid = ?`, sid)
+	return err
 }

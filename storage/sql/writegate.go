@@ -2,6 +2,7 @@ package sql
 
 import (
 	"context"
+	dbsql "database/sql"
 	"fmt"
 	"time"
 
@@ -57,4 +58,17 @@ func (g writeGate) leave() {
 	if g != nil {
 		<-g
 	}
+}
+
+// gatedExec runs one write statement: outside a transaction it waits at the
+// write gate first (a transaction already holds it). Not for the group
+// committers, which hold the gate around their statements.
+func (r *q) gatedExec(ctx context.Context, query string, args ...any) (dbsql.Result, error) {
+	if !r.inTransaction() {
+		if err := r.s.writes.enter(ctx); err != nil {
+			return nil, err
+		}
+		defer r.s.writes.leave()
+	}
+	return r.exec(ctx, query, args...)
 }

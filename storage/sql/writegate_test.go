@@ -41,10 +41,10 @@ func TestWriteGate(t *testing.T) {
 	}
 }
 
-// TestWritersWaitAtTheGate: on SQLite a registry transaction and a sign-in
-// group commit wait for the process's write gate instead of racing for the
-// database lock (and sleeping on SQLite's busy handler); they run once it is
-// free, and a transaction whose context ends while it waits fails as
+// TestWritersWaitAtTheGate: on SQLite a registry transaction, a sign-in
+// group commit, a consumer's cursor write and the sign-in purge wait for the
+// process's write gate instead of racing for the database lock (and sleeping
+// on SQLite's busy handler); they run once it is free, and a transaction whose context ends while it waits fails as
 // unavailable without running.
 func TestWritersWaitAtTheGate(t *testing.T) {
 	secrets, err := LoadOrCreateSecrets(t.TempDir())
@@ -63,6 +63,7 @@ func TestWritersWaitAtTheGate(t *testing.T) {
 	}
 	var ran atomic.Int32
 	txDone, signInDone := make(chan error, 1), make(chan error, 1)
+	cursorDone, purgeDone := make(chan error, 1), make(chan error, 1)
 	go func() {
 		txDone <- s.Tx(ctx, func(storage.RegistryTx) error { ran.Add(1); return nil })
 	}()
@@ -70,25 +71,27 @@ func TestWritersWaitAtTheGate(t *testing.T) {
 		signInDone <- s.AddSignIn(ctx, storage.SignIn{SID: "s1", HolderID: "h1", ClientID: "c", Profile: "gm",
 			Subject: "sub", RequestID: "r1", At: time.Now(), ExpiresAt: time.Now().Add(time.Hour)})
 	}()
+	go func() { cursorDone <- s.AdvanceCursor(ctx, "consumer", 7) }()
+	go func() { _, err := s.PurgeExpiredSignIns(ctx); purgeDone <- err }()
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	err = s.Tx(short, func(storage.RegistryTx) error { ran.Add(100); return nil })
 	if !errors.Is(err, storage.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("transaction whose context ended at the gate: %v", err)
 	}
-	select {
-	case err := <-txDone:
-		t.Fatalf("transaction ran past a held gate: %v", err)
-	case err := <-signInDone:
-		t.Fatalf("sign-in committed past a held gate: %v", err)
-	default:
+	for name, ch := range map[string]chan error{"transaction": txDone, "sign-in": signInDone, "cursor write": cursorDone, "purge": purgeDone} {
+		select {
+		case err := <-ch:
+			t.Fatalf("%s ran past a held gate: %v", name, err)
+		default:
+		}
 	}
 	if n := ran.Load(); n != 0 {
 		t.Fatalf("transaction bodies ran while the gate was held: %d", n)
 	}
 
 	s.writes.leave()
-	for name, ch := range map[string]chan error{"transaction": txDone, "sign-in": signInDone} {
+	for name, ch := range map[string]chan error{"transaction": txDone, "sign-in": signInDone, "cursor write": cursorDone, "purge": purgeDone} {
 		select {
 		case err := <-ch:
 			if err != nil {
@@ -100,6 +103,9 @@ func TestWritersWaitAtTheGate(t *testing.T) {
 	}
 	if n := ran.Load(); n != 1 {
 		t.Fatalf("transaction bodies run: %d, want the waiting one only", n)
+	}
+	if seq, err := s.Cursor(ctx, "consumer"); err != nil || seq != 7 {
+		t.Fatalf("cursor after the gate opened: %d, %v", seq, err)
 	}
 	sis, err := s.SignInsOf(ctx, "h1")
 	if err != nil || len(sis) != 1 {
