@@ -3,9 +3,13 @@
 // real HTTP with keep-alive, and reports per scenario: operations and
 // requests per second, p50/p90/p99/max per step, errors by kind, server CPU
 // seconds per operation (delta of process_cpu_seconds_total on /metrics),
-// Redis commands per operation (INFO commandstats delta, with --redis-addr),
-// the server's RSS, and the load tool's own CPU per operation (getrusage:
-// the load shares the machine, so server plus tool CPU bounds throughput).
+// Redis commands and Redis CPU per operation (INFO commandstats and INFO cpu
+// deltas, with --redis-addr), PostgreSQL's CPU per operation (its
+// postmaster's and backends' /proc times: with --spawn-database on this
+// machine, as a user who may read them), the server's RSS, and the load
+// tool's own CPU per operation (getrusage: the load shares the machine, so
+// the four processes' CPU together bounds throughput; a "cpu" line under
+// the table adds them up and gives the rate the machine's CPUs allow).
 // Under the table, each scenario whose cryptography is all SM2 (qr-login,
 // qr-login-sse, client_credentials_gm) gets a floor line: its SM2 operations
 // at the reference's CPU (issue 9's cryptographic floor), the server CPU as

@@ -397,6 +397,13 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) (*
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	e := &env{cfg: cfg, base: base, http: hc, tr: tr, run: randHex(4)}
 	obs := &observer{e: e}
+	if strings.HasPrefix(cfg.SpawnDatabase, "postgres") {
+		if pid, err := postmasterPID(ctx, cfg.SpawnDatabase); err == nil {
+			obs.pgPID = pid
+		} else {
+			log.Warn("PostgreSQL's CPU will not be measured", "err", err)
+		}
+	}
 	if cfg.RedisAddr != "" {
 		obs.redis = goredis.NewClient(&goredis.Options{Addr: cfg.RedisAddr})
 		defer obs.redis.Close()

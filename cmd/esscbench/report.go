@@ -98,25 +98,25 @@ func (r *Report) WriteTable(w io.Writer) error {
 		r.Label, r.Date, r.Machine.CPUs, r.Machine.Go, r.Machine.LoadAvg, r.Reference.SM2SignNS/1e3, r.Reference.SM2SignCPUNS/1e3,
 		r.Reference.SM2VerifyNS/1e3, r.Reference.SM2VerifyCPUNS/1e3, r.Workers, rate, fmtOpt(r.IdleRSS, 1))
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario / step\tops\tops/s\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tcpu ms/op\tcpu/sign\tload cpu ms/op\tredis/op\tRSS MiB\terrors\t")
+	fmt.Fprintln(tw, "scenario / step\tops\tops/s\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\tcpu ms/op\tcpu/sign\tload cpu ms/op\tredis/op\tredis cpu ms/op\tpg cpu ms/op\tRSS MiB\terrors\t")
 	for _, s := range r.Scenarios {
 		rate := fmt.Sprintf("%.1f", s.OpsPerSec)
 		if s.ItemsPerOp > 1 {
 			rate += fmt.Sprintf(" (×%d)", s.ItemsPerOp)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.1f\t%s\t%s\t%.1f\t%s\t\n", s.Name, s.Ops, rate, s.ReqPerSec,
-			s.Op.P50, s.Op.P90, s.Op.P99, s.Op.Max, fmtOpt(s.ServerCPUMSPerOp, 3), s.CPURatio, fmtOpt(s.LoadCPUMSPerOp, 3), fmtOpt(s.RedisCmdsPerOp, 1), s.RSSMiB,
-			fmtErrors(s.Errors))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.1f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%.1f\t%s\t%s\t%s\t%s\t%.1f\t%s\t\n", s.Name, s.Ops, rate, s.ReqPerSec,
+			s.Op.P50, s.Op.P90, s.Op.P99, s.Op.Max, fmtOpt(s.ServerCPUMSPerOp, 3), s.CPURatio, fmtOpt(s.LoadCPUMSPerOp, 3), fmtOpt(s.RedisCmdsPerOp, 1),
+			fmtOpt(s.RedisCPUMSPerOp, 3), fmtOpt(s.PostgresCPUMSPerOp, 3), s.RSSMiB, fmtErrors(s.Errors))
 		if len(s.Steps) > 1 {
 			for _, st := range s.Steps {
-				fmt.Fprintf(tw, "  %s\t%d\t\t\t%.2f\t%.2f\t%.2f\t%.2f\t\t\t\t\t\t\t\n", st.Name, st.Count, st.P50, st.P90, st.P99, st.Max)
+				fmt.Fprintf(tw, "  %s\t%d\t\t\t%.2f\t%.2f\t%.2f\t%.2f\t\t\t\t\t\t\t\t\t\n", st.Name, st.Count, st.P50, st.P90, st.P99, st.Max)
 			}
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for _, l := range r.floorLines() {
+	for _, l := range append(r.floorLines(), r.cpuLines()...) {
 		fmt.Fprintln(w, l)
 	}
 	_, err := fmt.Fprintf(w, "server goroutines: %.0f after setup, %.0f at the end\n", r.GoroutinesStart, r.GoroutinesEnd)
@@ -149,6 +149,22 @@ func (r *Report) floorLines() []string {
 				reqs, httpMS*1e3, both*1e3, both/s.CryptoFloorMS, s.ServerCPUMSPerOp/both)
 		}
 		out = append(out, l)
+	}
+	return out
+}
+
+// cpuLines adds up, for each scenario where all four were measured, what
+// esscd, PostgreSQL, Redis and the tool itself spent per operation, and the
+// rate those together allow on this machine's CPUs.
+func (r *Report) cpuLines() []string {
+	var out []string
+	for _, s := range r.Scenarios {
+		if s.ServerCPUMSPerOp <= 0 || s.PostgresCPUMSPerOp <= 0 || s.RedisCPUMSPerOp < 0 || s.LoadCPUMSPerOp < 0 {
+			continue
+		}
+		sum := s.ServerCPUMSPerOp + s.PostgresCPUMSPerOp + s.RedisCPUMSPerOp + s.LoadCPUMSPerOp
+		out = append(out, fmt.Sprintf("cpu %s: esscd %.3f + PostgreSQL %.3f + Redis %.3f + esscbench %.3f = %.3f ms per operation; %d CPUs allow at most %.0f/s",
+			s.Name, s.ServerCPUMSPerOp, s.PostgresCPUMSPerOp, s.RedisCPUMSPerOp, s.LoadCPUMSPerOp, sum, r.Machine.CPUs, float64(r.Machine.CPUs)*1000/sum))
 	}
 	return out
 }

@@ -29,7 +29,12 @@ type ScenarioResult struct {
 	// RedisCmdsPerOp is Redis commands per operation (all clients of that
 	// Redis); -1 when --redis-addr was not given.
 	RedisCmdsPerOp float64 `json:"redis_cmds_per_op"`
-	RSSMiB         float64 `json:"server_rss_mib"` // after the run
+	// RedisCPUMSPerOp and PostgresCPUMSPerOp are the Redis server's (INFO
+	// cpu) and the PostgreSQL server's (its processes' /proc times: spawned
+	// on this machine only) CPU time per operation; -1 when not measured.
+	RedisCPUMSPerOp    float64 `json:"redis_cpu_ms_per_op"`
+	PostgresCPUMSPerOp float64 `json:"postgres_cpu_ms_per_op"`
+	RSSMiB             float64 `json:"server_rss_mib"` // after the run
 	// LoadCPUMSPerOp is this tool's own CPU time (user+system, getrusage) per
 	// successful operation: the simulated browsers, phones and relying
 	// parties share the machine with the server, so the two together bound
@@ -71,13 +76,18 @@ func (r ScenarioResult) ErrorCount() int {
 type observer struct {
 	e     *env
 	redis *goredis.Client // nil: not measured
+	pgPID int             // the PostgreSQL postmaster; 0: not measured
 }
 
 type snapshot struct {
-	stats serverStats
-	ok    bool
-	cmds  int64
-	cmdOK bool
+	stats      serverStats
+	ok         bool
+	cmds       int64
+	cmdOK      bool
+	redisCPU   float64
+	redisCPUOK bool
+	pgCPU      float64
+	pgOK       bool
 }
 
 func (o *observer) snap(ctx context.Context) snapshot {
@@ -88,6 +98,12 @@ func (o *observer) snap(ctx context.Context) snapshot {
 	if o.redis != nil {
 		s.cmds, err = redisCommands(ctx, o.redis)
 		s.cmdOK = err == nil
+		s.redisCPU, err = redisCPU(ctx, o.redis) // after the count: the next snapshot's count includes it
+		s.redisCPUOK = err == nil
+	}
+	if o.pgPID > 0 {
+		s.pgCPU, err = procTreeCPU(o.pgPID)
+		s.pgOK = err == nil
 	}
 	return s
 }
@@ -161,7 +177,8 @@ func runScenario(ctx context.Context, e *env, obs *observer, name string, items 
 		all.merge(r)
 	}
 	res := ScenarioResult{Name: name, Workers: cfg.Workers, Ops: all.ops, Errors: maps.Clone(all.errors),
-		Seconds: round(elapsed.Seconds(), 3), ItemsPerOp: items, ServerCPUMSPerOp: -1, RedisCmdsPerOp: -1, LoadCPUMSPerOp: -1}
+		Seconds: round(elapsed.Seconds(), 3), ItemsPerOp: items, ServerCPUMSPerOp: -1, RedisCmdsPerOp: -1, LoadCPUMSPerOp: -1,
+		RedisCPUMSPerOp: -1, PostgresCPUMSPerOp: -1}
 	if selfOK && selfOK2 && all.ops > 0 {
 		res.LoadCPUMSPerOp = round((selfAfter-selfBefore).Seconds()*1000/float64(all.ops), 4)
 	}
@@ -185,7 +202,17 @@ func runScenario(ctx context.Context, e *env, obs *observer, name string, items 
 		res.RSSMiB = round(after.stats.RSSBytes/(1<<20), 1)
 	}
 	if before.cmdOK && after.cmdOK && all.ops > 0 {
-		res.RedisCmdsPerOp = round(float64(after.cmds-before.cmds-1)/float64(all.ops), 2) // -1: our own INFO
+		own := int64(1) // the first snapshot's INFO commandstats
+		if before.redisCPUOK {
+			own++ // and its INFO cpu
+		}
+		res.RedisCmdsPerOp = round(float64(after.cmds-before.cmds-own)/float64(all.ops), 2)
+	}
+	if before.redisCPUOK && after.redisCPUOK && all.ops > 0 {
+		res.RedisCPUMSPerOp = round((after.redisCPU-before.redisCPU)*1000/float64(all.ops), 4)
+	}
+	if before.pgOK && after.pgOK && all.ops > 0 {
+		res.PostgresCPUMSPerOp = round((after.pgCPU-before.pgCPU)*1000/float64(all.ops), 4)
 	}
 	return res
 }
