@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -52,7 +53,15 @@ func parseRedisCPU(info string) (float64, error) {
 // must run on this machine: its data directory's postmaster.pid (reading
 // data_directory needs a superuser or pg_read_all_settings).
 func postmasterPID(ctx context.Context, dbURL string) (int, error) {
-	conn, err := pgx.Connect(ctx, dbURL)
+	cc, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		return 0, err
+	}
+	// A server elsewhere may share the data directory's path with one here.
+	if err := CheckLoopbackAddr(net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))); err != nil {
+		return 0, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return 0, err
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -69,6 +71,14 @@ func TestProcTreeCPU(t *testing.T) {
 	}
 	if _, err := procTreeCPU(1 << 30); err == nil {
 		t.Fatal("a process that does not exist measured")
+	}
+}
+
+func TestPostmasterPIDRefusesRemote(t *testing.T) {
+	for _, u := range []string{"postgres://u@10.0.0.7:5432/db", "postgres://u@db.example:5432/db"} {
+		if _, err := postmasterPID(context.Background(), u); !errors.Is(err, ErrNotLoopback) {
+			t.Errorf("%s: %v, want ErrNotLoopback", u, err)
+		}
 	}
 }
 
